@@ -1,0 +1,36 @@
+# The two commands of the README: `make test` and `make demo`. Each creates .venv/ at the
+# repo root and installs what it needs. torch is pinned here (2.13.0, the CPU wheel this
+# machine kind serves from local disk); the package itself only asks for torch>=2.1.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+TORCH_SPEC ?= torch==2.13.0
+STAMP := $(VENV)/.installed-test
+
+.PHONY: test demo install bench clean-venv
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(STAMP): pyproject.toml Makefile | $(BIN)/python
+	$(BIN)/pip install -q "$(TORCH_SPEC)"
+	$(BIN)/pip install -q -e ".[test]" "$(TORCH_SPEC)"
+	# clip-benchmark pulls heavy optional stacks; its metrics need only torch and tqdm
+	$(BIN)/pip install -q --no-deps clip-benchmark==1.6.2
+	touch $@
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+demo: $(STAMP)
+	$(BIN)/gssf demo
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/similarity.py
+	$(BIN)/python benchmarks/evaluation.py
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,1 @@
+"""The ``gssf`` command line: a thin layer over the library (see :mod:`gssf.cli.main`)."""

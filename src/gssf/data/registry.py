@@ -1,0 +1,116 @@
+"""Registry of datasets: every name that :func:`gssf.data.load` accepts.
+
+Entries name their loader as ``"module:function"`` so that listing datasets imports
+nothing heavy; the loader module is imported on first use.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+
+from gssf.data.home import PathLike, dataset_dir
+
+#: Task families; they decide what a dataset object exposes.
+CROSS_MODAL = "cross-modal"
+UNI_MODAL = "uni-modal"
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a dataset is, where it comes from, and which splits it has."""
+
+    name: str
+    kind: str  # CROSS_MODAL or UNI_MODAL ("features" may be either)
+    task: str  # "image-text", "re-id", "fine-grained" or "features"
+    splits: Tuple[str, ...]
+    description: str
+    loader: str  # "module:function", called as f(root=Path, split=str, **kw)
+    prepare: Optional[str] = None  # name for ``gssf data prepare``; None: the user brings it
+    layout: str = ""  # expected layout under ROOT, shown when it is missing
+    licence: str = ""
+    split_aliases: Tuple[Tuple[str, str], ...] = ()
+
+    @property
+    def embedded(self) -> bool:
+        """True for datasets that ``gssf data prepare`` installs into the data home."""
+        return self.prepare is not None
+
+    def canonical_split(self, split: str) -> str:
+        """Resolve an alias (``dev`` -> ``val``) and check the split exists."""
+        aliases = dict(self.split_aliases)
+        s = aliases.get(split, split)
+        if s not in self.splits:
+            raise ValueError(f"unknown split {split!r} for dataset {self.name!r}; choose from {', '.join(self.splits)}")
+        return s
+
+
+_REGISTRY: Dict[str, DatasetInfo] = {}
+
+
+def register_dataset(info: DatasetInfo, overwrite: bool = False) -> DatasetInfo:
+    """Add ``info`` to the registry (``overwrite`` to replace an entry)."""
+    if info.name in _REGISTRY and not overwrite:
+        raise ValueError(f"dataset {info.name!r} is already registered")
+    _REGISTRY[info.name] = info
+    return info
+
+
+def get_dataset_info(name: str) -> DatasetInfo:
+    """The registry entry of ``name``; ``KeyError`` lists the known names."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown dataset {name!r}; known: {', '.join(sorted(_REGISTRY))}") from None
+
+
+def list_datasets() -> List[DatasetInfo]:
+    """All registered datasets, embedded ones first, then by name."""
+    return sorted(_REGISTRY.values(), key=lambda i: (not i.embedded, i.name))
+
+
+def _resolve(spec: str) -> Callable[..., Any]:
+    module, func = spec.split(":")
+    return getattr(importlib.import_module(module), func)
+
+
+def resolve_root(info: DatasetInfo, root: Optional[PathLike], home: Optional[PathLike] = None) -> Path:
+    """The folder a loader reads: ``root`` if given, else the prepared copy in the data home."""
+    if root is not None:
+        return Path(root).expanduser()
+    if info.prepare is None:
+        raise FileNotFoundError(
+            f"dataset {info.name!r} is not shipped with gssf: pass root=PATH (--root) to your copy; "
+            f"expected layout: {info.layout}"
+        )
+    from gssf.data.prepare import is_prepared
+
+    path = dataset_dir(info.prepare, home)
+    if not is_prepared(info.prepare, home):
+        raise FileNotFoundError(
+            f"dataset {info.name!r} not found at {path}; run `gssf data prepare {info.prepare}` first"
+        )
+    return path
+
+
+def load(
+    name: str,
+    split: str = "train",
+    root: Optional[PathLike] = None,
+    home: Optional[PathLike] = None,
+    **kw: Any,
+) -> Union["CrossModalDataset", "UniModalDataset"]:  # noqa: F821
+    """Load split ``split`` of dataset ``name``.
+
+    Args:
+        name: a registered name (see :func:`list_datasets` or ``gssf data list``).
+        split: ``train``, ``val``, ``test``; re-ID sets also ``query`` and ``gallery``.
+        root: folder of the user's copy; embedded datasets default to the data home.
+        home: data home override (default :func:`gssf.data.data_home`).
+        **kw: loader options (e.g. ``include_alphabets=True`` for ``tux``).
+    """
+    info = get_dataset_info(name)
+    canonical = info.canonical_split(split)
+    path = resolve_root(info, root, home)
+    return _resolve(info.loader)(root=path, split=canonical, **kw)

@@ -1,0 +1,50 @@
+"""The similarity family: one base class, a registry, and its members.
+
+========================  =========================================  =========
+name                      matrix ``M`` (``s = x^T M y``, unit x, y)  static
+========================  =========================================  =========
+``cosine``                ``I``                                      yes
+``dot``                   ``I`` on raw features                      yes
+``euclidean``             ``-||x - y||^2``                           yes
+``diagonal``              ``diag(w)``                                yes
+``block_diagonal``        ``I + B`` (B block-diagonal)               yes
+``gssf``                  ``diag(w) + B``                            yes
+``bilinear``              dense ``W``                                yes
+``mahalanobis``           ``1 - (x-y)^T L L^T (x-y) / 2``            yes
+``gssf_dynamic``          ``gssf`` with pair-conditioned gates       no
+========================  =========================================  =========
+"""
+from gssf.similarity.base import (
+    BilinearFormMixin,
+    Similarity,
+    create_similarity,
+    get_similarity_class,
+    list_similarities,
+    register_similarity,
+)
+from gssf.similarity.baselines import CosineSimilarity, DotProductSimilarity, EuclideanSimilarity
+from gssf.similarity.dense import BilinearSimilarity, MahalanobisSimilarity
+from gssf.similarity.dynamic import DynamicGSSFSimilarity
+from gssf.similarity.structured import BlockDiagonalSimilarity, DiagonalSimilarity, GSSFSimilarity
+from gssf.similarity.terms import BLOCK_PARAMETERIZATIONS, BlockTerm, DiagonalTerm
+
+__all__ = [
+    "Similarity",
+    "BilinearFormMixin",
+    "register_similarity",
+    "create_similarity",
+    "get_similarity_class",
+    "list_similarities",
+    "CosineSimilarity",
+    "DotProductSimilarity",
+    "EuclideanSimilarity",
+    "DiagonalSimilarity",
+    "BlockDiagonalSimilarity",
+    "GSSFSimilarity",
+    "BilinearSimilarity",
+    "MahalanobisSimilarity",
+    "DynamicGSSFSimilarity",
+    "DiagonalTerm",
+    "BlockTerm",
+    "BLOCK_PARAMETERIZATIONS",
+]

@@ -1,0 +1,230 @@
+"""The two structured terms of GSSF: a bounded diagonal and a bounded block-diagonal matrix.
+
+Both act on row vectors from the right (``x -> x @ T``) so that a query can be folded
+once, ``q = normalize(x) @ M``, and the score becomes the inner product ``q . normalize(y)``.
+
+Scale mechanism (see docs/method.md): every learnable entry is bounded by construction,
+so a margin loss cannot inflate scores by growing the weights.
+
+* diagonal weights ``w = w_max * sigmoid(theta + c)`` lie in ``(0, w_max)``; ``c`` makes
+  ``w = 1`` at ``theta = 0``;
+* a ``full`` block is ``(bound / b) * tanh(A)``: each entry is below ``bound / b`` in
+  magnitude, so the block's spectral norm is below ``bound``;
+* a ``lowrank`` block ``U V^T`` is rescaled to spectral norm at most ``bound`` (through the
+  Frobenius norms of its factors, a cheap upper bound);
+* a ``scalar`` block ``(bound / b) * tanh(a) * 1 1^T`` has spectral norm ``bound * |tanh(a)|``.
+
+A block-diagonal matrix's spectral norm is the largest of its blocks', so the whole term
+is bounded by ``bound``.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence, Union
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["DiagonalTerm", "BlockTerm", "BLOCK_PARAMETERIZATIONS", "resolve_block_size"]
+
+BLOCK_PARAMETERIZATIONS = ("full", "lowrank", "scalar")
+
+
+def resolve_block_size(dim: int, num_blocks: Optional[int], block_size: Optional[int], default_max: int = 16) -> int:
+    """Block size ``b`` for ``dim`` channels from ``num_blocks`` or ``block_size``.
+
+    With neither given, ``b`` is the largest divisor of ``dim`` that is at most
+    ``default_max``. Every block has the same size: a count that does not divide the
+    dimension is an error (no ragged last block).
+    """
+    if num_blocks is not None and block_size is not None:
+        if num_blocks * block_size != dim:
+            raise ValueError(f"num_blocks={num_blocks} x block_size={block_size} != dim={dim}")
+        return block_size
+    if num_blocks is not None:
+        if not isinstance(num_blocks, int) or num_blocks <= 0:
+            raise ValueError(f"num_blocks must be a positive integer, got {num_blocks!r}")
+        if dim % num_blocks:
+            raise ValueError(
+                f"num_blocks={num_blocks} does not divide dim={dim}; valid block counts: {_divisors(dim)}"
+            )
+        return dim // num_blocks
+    if block_size is not None:
+        if not isinstance(block_size, int) or block_size <= 0:
+            raise ValueError(f"block_size must be a positive integer, got {block_size!r}")
+        if dim % block_size:
+            raise ValueError(
+                f"block_size={block_size} does not divide dim={dim}; valid block sizes: {_divisors(dim)}"
+            )
+        return block_size
+    return max(d for d in _divisors(dim) if d <= default_max)
+
+
+def _divisors(n: int) -> list:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+class DiagonalTerm(nn.Module):
+    """Per-channel weights ``w (D,)`` in ``(0, w_max)``, equal to 1 at initialisation."""
+
+    def __init__(self, dim: int, w_max: float = 2.0) -> None:
+        super().__init__()
+        if not w_max > 1.0:
+            raise ValueError(f"w_max must be > 1 so that the initial weight 1 is inside (0, w_max), got {w_max}")
+        self.dim = dim
+        self.w_max = float(w_max)
+        self.offset = math.log(1.0 / (self.w_max - 1.0))  # sigmoid(offset) = 1 / w_max
+        self.theta = nn.Parameter(torch.zeros(dim))
+
+    def weights(self) -> Tensor:
+        """The effective weights ``w (D,)``."""
+        return self.w_max * torch.sigmoid(self.theta + self.offset)
+
+    def set_weights(self, w: Tensor) -> None:
+        """Set ``theta`` so that :meth:`weights` returns ``w`` (each entry in ``(0, w_max)``)."""
+        w = torch.as_tensor(w, dtype=self.theta.dtype)
+        if w.shape != (self.dim,) or bool(((w <= 0) | (w >= self.w_max)).any()):
+            raise ValueError(f"weights must have shape ({self.dim},) and lie in (0, {self.w_max})")
+        with torch.no_grad():
+            self.theta.copy_(torch.logit(w / self.w_max) - self.offset)
+
+    def apply(self, x: Tensor) -> Tensor:
+        """``x (N, D) -> x * w``."""
+        return x * self.weights().to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, w_max={self.w_max}"
+
+
+class BlockTerm(nn.Module):
+    """A block-diagonal matrix on (optionally permuted) channel groups, zero at initialisation.
+
+    Args:
+        dim: number of channels ``D``.
+        num_blocks / block_size: the grouping (see :func:`resolve_block_size`).
+        parameterization: ``"full"`` (b x b per block), ``"lowrank"`` (rank ``rank``) or
+            ``"scalar"`` (one weight times the all-ones block).
+        rank: rank of each ``lowrank`` block.
+        bound: spectral-norm bound of the term (the scale mechanism).
+        permutation: a fixed channel order; block ``k`` holds channels
+            ``permutation[k*b:(k+1)*b]``. Contiguous groups when ``None``.
+        init_std: initial std of the ``U`` factor of ``lowrank`` blocks (``V`` starts at 0,
+            so the term starts at 0 with a non-zero gradient).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_blocks: Optional[int] = None,
+        block_size: Optional[int] = None,
+        parameterization: str = "full",
+        rank: int = 2,
+        bound: float = 1.0,
+        permutation: Optional[Union[Sequence[int], Tensor]] = None,
+        init_std: float = 0.1,
+    ) -> None:
+        super().__init__()
+        if parameterization not in BLOCK_PARAMETERIZATIONS:
+            raise ValueError(
+                f"unknown block parameterization {parameterization!r}; choose one of {BLOCK_PARAMETERIZATIONS}"
+            )
+        if not bound > 0:
+            raise ValueError(f"bound must be positive, got {bound}")
+        b = resolve_block_size(dim, num_blocks, block_size)
+        self.dim, self.block_size, self.num_blocks = dim, b, dim // b
+        self.parameterization = parameterization
+        self.bound = float(bound)
+        k = self.num_blocks
+        if parameterization == "full":
+            self.raw = nn.Parameter(torch.zeros(k, b, b))
+        elif parameterization == "lowrank":
+            if not isinstance(rank, int) or not 1 <= rank <= b:
+                raise ValueError(f"rank must be an integer in [1, block_size={b}], got {rank!r}")
+            self.rank = rank
+            self.u = nn.Parameter(torch.randn(k, b, rank) * init_std)
+            self.v = nn.Parameter(torch.zeros(k, b, rank))
+        else:
+            self.raw = nn.Parameter(torch.zeros(k))
+        if permutation is None:
+            self.register_buffer("permutation", None)
+            self.register_buffer("inverse_permutation", None)
+        else:
+            perm = torch.as_tensor(permutation, dtype=torch.long).flatten()
+            if perm.numel() != dim or not torch.equal(torch.sort(perm).values, torch.arange(dim)):
+                raise ValueError(f"permutation must be a permutation of range({dim})")
+            self.register_buffer("permutation", perm)
+            self.register_buffer("inverse_permutation", torch.argsort(perm))
+
+    # The blocks as explicit (K, b, b) tensors. Used by ``apply`` for full blocks and by
+    # ``dense`` for every parameterization.
+    def blocks(self) -> Tensor:
+        """The ``(K, b, b)`` blocks after the bounding map."""
+        b = self.block_size
+        if self.parameterization == "full":
+            return (self.bound / b) * torch.tanh(self.raw)
+        if self.parameterization == "lowrank":
+            return self._lowrank_scale().unsqueeze(-1) * (self.u @ self.v.transpose(1, 2))
+        ones = torch.ones(b, b, dtype=self.raw.dtype, device=self.raw.device)
+        return ((self.bound / b) * torch.tanh(self.raw)).view(-1, 1, 1) * ones
+
+    def _lowrank_scale(self) -> Tensor:
+        # ||U V^T||_2 <= ||U||_F ||V||_F; shrink a block only when that bound exceeds ``bound``.
+        fro = self.u.flatten(1).norm(dim=1) * self.v.flatten(1).norm(dim=1)
+        return (self.bound / fro.clamp_min(self.bound)).unsqueeze(-1)
+
+    def _grouped(self, x: Tensor) -> Tensor:
+        if self.permutation is not None:
+            x = x.index_select(-1, self.permutation)
+        return x.reshape(*x.shape[:-1], self.num_blocks, self.block_size)
+
+    def _ungrouped(self, x: Tensor) -> Tensor:
+        x = x.reshape(*x.shape[:-2], self.dim)
+        if self.inverse_permutation is not None:
+            x = x.index_select(-1, self.inverse_permutation)
+        return x
+
+    def group_sum(self, u: Tensor) -> Tensor:
+        """Sum ``u (..., D)`` over the channels of each block: ``(..., K)``."""
+        return self._grouped(u).sum(dim=-1)
+
+    def apply(self, x: Tensor) -> Tensor:
+        """``x (N, D) -> x @ B`` for the block-diagonal ``B``, without forming ``B``."""
+        g = self._grouped(x)  # (N, K, b)
+        if self.parameterization == "full":
+            out = torch.einsum("nki,kij->nkj", g, self.blocks().to(x.dtype))
+        elif self.parameterization == "lowrank":
+            u, v = self.u.to(x.dtype), self.v.to(x.dtype)
+            # x_k^T U_k V_k^T, scaled: (N,K,b)x(K,b,r) -> (N,K,r) -> (N,K,b)
+            z = torch.einsum("nki,kir->nkr", g, u) * self._lowrank_scale().to(x.dtype).unsqueeze(0)
+            out = torch.einsum("nkr,kjr->nkj", z, v)
+        else:
+            w = ((self.bound / self.block_size) * torch.tanh(self.raw)).to(x.dtype)
+            out = (g.sum(dim=-1, keepdim=True) * w.view(1, -1, 1)).expand_as(g)
+        return self._ungrouped(out)
+
+    def dense(self) -> Tensor:
+        """The explicit ``(D, D)`` matrix (for checks and export)."""
+        m = torch.block_diag(*self.blocks().unbind(0))
+        if self.inverse_permutation is not None:
+            inv = self.inverse_permutation
+            m = m.index_select(0, inv).index_select(1, inv)
+        return m
+
+    def num_scalars(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def fold_flops(self) -> int:
+        """Multiply-adds per item of ``apply``."""
+        k, b = self.num_blocks, self.block_size
+        if self.parameterization == "full":
+            return 2 * k * b * b
+        if self.parameterization == "lowrank":
+            return 4 * k * b * self.rank
+        return 2 * self.dim
+
+    def extra_repr(self) -> str:
+        return (
+            f"dim={self.dim}, num_blocks={self.num_blocks}, block_size={self.block_size}, "
+            f"parameterization={self.parameterization!r}, bound={self.bound}, "
+            f"permuted={self.permutation is not None}"
+        )
