@@ -107,7 +107,7 @@ class SimilarityLoss(nn.Module):
             raise TypeError(f"similarity must be a gssf.Similarity, got {type(similarity).__name__}")
         self.similarity = similarity
 
-    def extra_losses_parameters(self) -> List[nn.Parameter]:
+    def own_parameters(self) -> List[nn.Parameter]:
         """The loss's own parameters (temperature, proxies), excluding the similarity's."""
         sim_ids = {id(p) for p in self.similarity.parameters()}
         return [p for p in self.parameters() if id(p) not in sim_ids]

@@ -1,0 +1,162 @@
+"""The demo report: summary statistics, the text table, ``report.json`` and ``report.html``.
+
+``report.json`` has the shape::
+
+    {"tasks": {TASK: {SIMILARITY: [{"seed": int, "val": {...}, "test": {...},
+                                     "params": int, "train_seconds": float, ...}, ...]}},
+     "meta": {...}}
+
+where the metric dicts use the evaluator's keys (``rsum``, ``i2t_R@1``, ``mAP``, ...).
+"""
+from __future__ import annotations
+
+import html
+import math
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+from gssf.utils.io import atomic_write_json, atomic_write_text
+
+__all__ = ["TASK_METRICS", "summarize", "format_table", "write_report", "mean_std"]
+
+#: Metrics shown per task type, the first one being the task's main metric.
+TASK_METRICS: Dict[str, List[str]] = {
+    "image_text": ["rsum", "i2t_R@1", "i2t_R@5", "i2t_R@10", "t2i_R@1", "t2i_R@5", "t2i_R@10"],
+    "reid": ["mAP", "R@1", "R@5", "R@10", "mINP"],
+    "retrieval": ["MAP@R", "R@1", "R@2", "R@4", "R@8", "R-Precision"],
+}
+
+
+def mean_std(values: Sequence[float]) -> Dict[str, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
+    vals = [float(v) for v in values]
+    if not vals:
+        return {"mean": float("nan"), "std": float("nan"), "n": 0}
+    mean = sum(vals) / len(vals)
+    var = sum((v - mean) ** 2 for v in vals) / (len(vals) - 1) if len(vals) > 1 else 0.0
+    return {"mean": mean, "std": math.sqrt(var), "n": len(vals)}
+
+
+def task_metrics(runs_by_sim: Mapping[str, List[Mapping[str, Any]]]) -> List[str]:
+    """The metric list for a task, inferred from the keys of its first test dict."""
+    for runs in runs_by_sim.values():
+        for run in runs:
+            keys = set(run.get("test", {}))
+            for names in TASK_METRICS.values():
+                if names[0] in keys:
+                    return [n for n in names if n in keys]
+    return []
+
+
+def summarize(report: Mapping[str, Any], split: str = "test") -> Dict[str, Dict[str, Dict[str, Any]]]:
+    """``{task: {similarity: {metric: {mean, std, n}, "params": int, "train_seconds": {...}}}}``."""
+    out: Dict[str, Dict[str, Dict[str, Any]]] = {}
+    for task, by_sim in report["tasks"].items():
+        metrics = task_metrics(by_sim)
+        out[task] = {}
+        for sim, runs in by_sim.items():
+            row: Dict[str, Any] = {m: mean_std([r[split][m] for r in runs]) for m in metrics}
+            row["params"] = runs[0].get("params", 0) if runs else 0
+            row["train_seconds"] = mean_std([r.get("train_seconds", float("nan")) for r in runs])
+            if any("score_seconds" in r for r in runs):
+                row["score_seconds"] = mean_std([r.get("score_seconds", float("nan")) for r in runs])
+            out[task][sim] = row
+    return out
+
+
+def _fmt(ms: Mapping[str, float], digits: int = 1) -> str:
+    return f"{ms['mean']:.{digits}f} ± {ms['std']:.{digits}f}"
+
+
+def format_table(report: Mapping[str, Any], split: str = "test") -> str:
+    """A plain-text table per task: mean ± std over seeds of each metric, cost columns."""
+    lines: List[str] = []
+    summary = summarize(report, split)
+    for task, by_sim in summary.items():
+        metrics = task_metrics(report["tasks"][task])
+        n = max((row[metrics[0]]["n"] for row in by_sim.values()), default=0) if metrics else 0
+        lines.append(f"task {task} ({split} split, mean ± std over {n} seeds)")
+        header = f"{'similarity':<16}" + "".join(f"{m:>15}" for m in metrics)
+        header += f"{'params':>10}{'train s':>9}{'score ms':>10}"
+        lines.append(header)
+        best = {m: max(row[m]["mean"] for row in by_sim.values()) for m in metrics}
+        for sim, row in by_sim.items():
+            cells = ""
+            for m in metrics:
+                mark = "*" if row[m]["mean"] == best[m] else " "
+                cells += f"{_fmt(row[m]) + mark:>15}"
+            score_ms = row.get("score_seconds", {"mean": float("nan")})["mean"] * 1000
+            lines.append(
+                f"{sim:<16}{cells}{row['params']:>10,}{row['train_seconds']['mean']:>9.1f}{score_ms:>10.1f}"
+            )
+        lines.append("(* best mean in the column)")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _html_table(report: Mapping[str, Any], task: str, split: str) -> str:
+    summary = summarize(report, split)[task]
+    metrics = task_metrics(report["tasks"][task])
+    best = {m: max(row[m]["mean"] for row in summary.values()) for m in metrics}
+    head = "".join(f"<th>{html.escape(m)}</th>" for m in metrics)
+    rows = []
+    for sim, row in summary.items():
+        cells = "".join(
+            f"<td{' class=best' if row[m]['mean'] == best[m] else ''}>{_fmt(row[m])}</td>" for m in metrics
+        )
+        score_ms = row.get("score_seconds", {"mean": float("nan")})["mean"] * 1000
+        rows.append(
+            f"<tr><th>{html.escape(sim)}</th>{cells}<td>{row['params']:,}</td>"
+            f"<td>{row['train_seconds']['mean']:.1f}</td><td>{score_ms:.1f}</td></tr>"
+        )
+    return (
+        f"<table><tr><th>similarity</th>{head}<th>params</th><th>train s</th><th>score ms</th></tr>"
+        + "".join(rows)
+        + "</table>"
+    )
+
+
+def write_report(
+    report: Mapping[str, Any],
+    out_dir: Path,
+    figures: Optional[Mapping[str, Sequence[Path]]] = None,
+    notes: Optional[Mapping[str, str]] = None,
+) -> Dict[str, Path]:
+    """Write ``report.json``, ``report.txt`` and ``report.html`` (figures referenced relatively)."""
+    out_dir = Path(out_dir)
+    paths = {
+        "json": atomic_write_json(out_dir / "report.json", report),
+        "txt": atomic_write_text(out_dir / "report.txt", format_table(report)),
+    }
+    figures = figures or {}
+    notes = notes or {}
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>gssf demo report</title><style>",
+        "body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}",
+        "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;",
+        "text-align:right}th{background:#f4f4f4}td.best{font-weight:bold;background:#e8f5e9}",
+        "img{max-width:100%;border:1px solid #ddd;margin:.5em 0}.note{color:#555}</style></head><body>",
+        "<h1>gssf demo: GSSF against cosine and its cousins</h1>",
+        f"<p class=note>{html.escape(str(report.get('meta', {}).get('description', '')))}</p>",
+    ]
+    for task in report["tasks"]:
+        parts.append(f"<h2>Task <code>{html.escape(task)}</code></h2>")
+        if task in notes:
+            parts.append(f"<p class=note>{html.escape(notes[task])}</p>")
+        parts.append("<h3>Test split (mean ± std over seeds)</h3>")
+        parts.append(_html_table(report, task, "test"))
+        parts.append("<h3>Validation split (model selection)</h3>")
+        parts.append(_html_table(report, task, "val"))
+        for fig in figures.get(task, []):
+            rel = Path(fig).relative_to(out_dir) if Path(fig).is_absolute() else Path(fig)
+            parts.append(f"<figure><img src='{html.escape(rel.as_posix())}' alt='{html.escape(rel.stem)}'>"
+                         f"<figcaption>{html.escape(rel.stem.replace('_', ' '))}</figcaption></figure>")
+    meta = report.get("meta", {})
+    if meta:
+        items = "".join(
+            f"<li><b>{html.escape(str(k))}</b>: {html.escape(str(v))}</li>" for k, v in meta.items() if k != "description"
+        )
+        parts.append(f"<h2>Set-up</h2><ul>{items}</ul>")
+    parts.append("</body></html>")
+    paths["html"] = atomic_write_text(out_dir / "report.html", "\n".join(parts))
+    return paths

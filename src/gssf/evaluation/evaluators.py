@@ -1,0 +1,265 @@
+"""Accumulating evaluators for training loops: ``update`` with batches, ``compute`` at the end.
+
+Each evaluator stores detached embeddings (on their own device) and labels. ``compute``
+scores them with the similarity given at that point (so a learned similarity is
+evaluated with its current parameters) through the streaming functions, never building
+the full score matrix.
+
+Distributed (``torch.distributed`` initialised, world size > 1): ``compute`` is a
+collective. Every rank must call it; embeddings of all ranks are gathered (variable
+sizes allowed), rank 0 computes, and the other ranks get ``None`` -- or the same dict
+when ``broadcast=True``. Samplers that pad ranks with repeated samples
+(``DistributedSampler``) create duplicates: pass ``ids`` (unique sample ids) to
+``update`` and each id is kept once, in id order, whatever the gathering order.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+from gssf.evaluation.image_text import DEFAULT_KS as IT_KS
+from gssf.evaluation.image_text import image_text_metrics_from_embeddings
+from gssf.evaluation.reid import DEFAULT_KS as REID_KS
+from gssf.evaluation.reid import reid_metrics_from_embeddings
+from gssf.evaluation.retrieval import DEFAULT_KS as RET_KS
+from gssf.evaluation.retrieval import retrieval_metrics_from_embeddings
+
+__all__ = ["ImageTextEvaluator", "ReIDEvaluator", "RetrievalEvaluator"]
+
+Flag = Union[bool, Tensor]
+
+
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def _gather(t: Tensor) -> Tensor:
+    """All ranks' rows of ``t``, concatenated in rank order (row counts may differ between ranks)."""
+    meta = [None] * dist.get_world_size()
+    dist.all_gather_object(meta, (t.shape[0], tuple(t.shape[1:]), t.dtype))
+    longest = max(m[0] for m in meta)
+    shape, dtype = next(((m[1], m[2]) for m in meta if m[0] > 0), (tuple(t.shape[1:]), t.dtype))
+    padded = torch.zeros((longest,) + shape, dtype=dtype, device=t.device)
+    if t.shape[0]:  # a rank without rows only receives
+        padded[: t.shape[0]] = t
+    out = [torch.empty_like(padded) for _ in meta]
+    dist.all_gather(out, padded)
+    return torch.cat([o[: m[0]] for o, m in zip(out, meta)])
+
+
+def _first_of_each_id(ids: Tensor) -> Tensor:
+    """Row indices keeping the first row of every id, ordered by ascending id."""
+    uniq, inverse = torch.unique(ids, return_inverse=True)
+    rows = torch.arange(ids.numel(), device=ids.device)
+    first = torch.full((uniq.numel(),), ids.numel(), dtype=torch.long, device=ids.device)
+    return first.scatter_reduce_(0, inverse, rows, reduce="amin")
+
+
+class _Store:
+    """Named columns of rows, appended batch by batch; gathered across ranks on demand."""
+
+    def __init__(self, names: Sequence[str]) -> None:
+        self.names = tuple(names)
+        self.reset()
+
+    def reset(self) -> None:
+        self.parts: Dict[str, List[Tensor]] = {n: [] for n in self.names}
+
+    def add(self, **cols: Tensor) -> None:
+        lengths = {n: int(t.shape[0]) for n, t in cols.items()}
+        if len(set(lengths.values())) != 1:
+            raise ValueError(f"batch fields have different lengths: {lengths}")
+        for n, t in cols.items():
+            self.parts[n].append(t.detach())
+
+    def __len__(self) -> int:
+        return sum(int(t.shape[0]) for t in self.parts[self.names[0]])
+
+    def columns(self) -> Dict[str, Tensor]:
+        out = {}
+        for n in self.names:
+            if not self.parts[n] and not _distributed():
+                raise ValueError("nothing to evaluate: update() was never called")
+            local = torch.cat(self.parts[n]) if self.parts[n] else torch.zeros(0)
+            out[n] = _gather(local) if _distributed() else local
+        if out[self.names[0]].shape[0] == 0:
+            raise ValueError("nothing to evaluate: update() was never called on any rank")
+        return out
+
+
+def _as_column(x: Any, n: int, name: str, device: torch.device, dtype: torch.dtype = torch.long) -> Tensor:
+    t = torch.as_tensor(x, device=device)
+    if t.dim() == 0:  # one flag for the whole batch
+        t = t.expand(n)
+    if t.shape != (n,):
+        raise ValueError(f"{name} must have one entry per embedding ({n}), got shape {tuple(t.shape)}")
+    return t.to(dtype)
+
+
+def _embeddings(x: Tensor, name: str) -> Tensor:
+    if not isinstance(x, Tensor) or x.dim() != 2:
+        raise ValueError(f"{name} must be a 2-D tensor (batch, D), got {getattr(x, 'shape', type(x))}")
+    return x
+
+
+class _Evaluator:
+    def __init__(self, names: Sequence[str]) -> None:
+        self._store = _Store(names)
+
+    def reset(self) -> None:
+        """Forget every stored batch."""
+        self._store.reset()
+
+    def __len__(self) -> int:
+        """Rows stored on this rank."""
+        return len(self._store)
+
+    def _finish(self, run: Any, broadcast: bool) -> Optional[Dict[str, Any]]:
+        cols = self._store.columns()  # collective under DDP: every rank gathers
+        result = run(cols) if not _distributed() or dist.get_rank() == 0 else None
+        if _distributed() and broadcast:
+            box = [result]
+            dist.broadcast_object_list(box, src=0)
+            result = box[0]
+        return result
+
+
+class ImageTextEvaluator(_Evaluator):
+    """Accumulates (image, caption) pairs; images are deduplicated by ``image_ids``.
+
+    Example:
+        >>> import gssf
+        >>> ev = ImageTextEvaluator(ks=(1,))
+        >>> img = torch.eye(4)
+        >>> ev.update(img.repeat_interleave(2, 0), img.repeat_interleave(2, 0), torch.arange(4).repeat_interleave(2))
+        >>> ev.compute(gssf.create_similarity("cosine"))["rsum"]
+        200.0
+    """
+
+    def __init__(self, ks: Sequence[int] = IT_KS, folds: Optional[int] = None, chunk_size: int = 1024) -> None:
+        super().__init__(("images", "texts", "image_ids", "text_ids"))
+        self.ks, self.folds, self.chunk_size = tuple(ks), folds, chunk_size
+
+    def update(self, images: Tensor, texts: Tensor, image_ids: Any, text_ids: Optional[Any] = None) -> None:
+        """Add a batch of pairs: ``images (B, D)`` (repeated per caption is fine), ``texts (B, D)``,
+        ``image_ids (B,)`` the image of each pair, optional unique ``text_ids (B,)``.
+
+        Images are ordered by id at ``compute`` (``folds`` follow that order); texts by
+        ``text_ids`` when given, else by arrival.
+        """
+        images, texts = _embeddings(images, "images"), _embeddings(texts, "texts")
+        n, dev = texts.shape[0], texts.device
+        tids = torch.full((n,), -1, dtype=torch.long, device=dev) if text_ids is None else _as_column(text_ids, n, "text_ids", dev)
+        self._store.add(images=images, texts=texts, image_ids=_as_column(image_ids, n, "image_ids", dev), text_ids=tids)
+
+    def compute(
+        self, similarity: Any, *, ks: Optional[Sequence[int]] = None, folds: Optional[int] = None, broadcast: bool = False
+    ) -> Optional[Dict[str, Any]]:
+        """Metrics of :func:`~gssf.evaluation.image_text_metrics` (``None`` on ranks other than 0 unless ``broadcast``)."""
+
+        def run(c: Dict[str, Tensor]) -> Dict[str, Any]:
+            keep_img = _first_of_each_id(c["image_ids"])
+            uniq = c["image_ids"][keep_img]
+            texts, img_of_text = c["texts"], c["image_ids"]
+            if bool((c["text_ids"] >= 0).all()):
+                keep_txt = _first_of_each_id(c["text_ids"])
+                texts, img_of_text = texts[keep_txt], img_of_text[keep_txt]
+            txt2img = torch.searchsorted(uniq, img_of_text)
+            return image_text_metrics_from_embeddings(
+                c["images"][keep_img], texts, txt2img.cpu(), similarity, self.chunk_size,
+                ks=tuple(ks or self.ks), folds=folds if folds is not None else self.folds,
+            )
+
+        return self._finish(run, broadcast)
+
+
+class ReIDEvaluator(_Evaluator):
+    """Accumulates query and gallery embeddings with identities and cameras."""
+
+    def __init__(
+        self,
+        max_rank: int = 50,
+        ks: Sequence[int] = REID_KS,
+        ap: str = "standard",
+        chunk_size: int = 1024,
+        rerank: Optional[Dict[str, Any]] = None,
+    ) -> None:
+        super().__init__(("emb", "pids", "cams", "is_query", "ids"))
+        self.max_rank, self.ks, self.ap, self.chunk_size, self.rerank = max_rank, tuple(ks), ap, chunk_size, rerank
+
+    def update(self, embeddings: Tensor, pids: Any, cams: Any, is_query: Flag, ids: Optional[Any] = None) -> None:
+        """Add ``embeddings (B, D)`` with ``pids (B,)``, ``cams (B,)``; ``is_query``: one bool
+        for the batch or ``(B,)``; optional unique sample ``ids (B,)`` (deduplication, order)."""
+        emb = _embeddings(embeddings, "embeddings")
+        n, dev = emb.shape[0], emb.device
+        self._store.add(
+            emb=emb,
+            pids=_as_column(pids, n, "pids", dev),
+            cams=_as_column(cams, n, "cams", dev),
+            is_query=_as_column(is_query, n, "is_query", dev, torch.bool),
+            ids=torch.full((n,), -1, dtype=torch.long, device=dev) if ids is None else _as_column(ids, n, "ids", dev),
+        )
+
+    def compute(self, similarity: Any, *, broadcast: bool = False) -> Optional[Dict[str, Any]]:
+        """Metrics of :func:`~gssf.evaluation.reid_metrics` (plus ``rerank_*`` when configured)."""
+
+        def run(c: Dict[str, Tensor]) -> Dict[str, Any]:
+            c = _dedupe(c)
+            q, g = c["is_query"], ~c["is_query"]
+            if not bool(q.any()) or not bool(g.any()):
+                raise ValueError("re-ID needs both query and gallery embeddings (see is_query in update())")
+            return reid_metrics_from_embeddings(
+                c["emb"][q], c["emb"][g], similarity, c["pids"][q].cpu(), c["pids"][g].cpu(),
+                c["cams"][q].cpu(), c["cams"][g].cpu(), self.chunk_size, self.max_rank,
+                ks=self.ks, ap=self.ap, rerank=self.rerank,
+            )
+
+        return self._finish(run, broadcast)
+
+
+class RetrievalEvaluator(_Evaluator):
+    """Accumulates embeddings with class labels; leave-one-out unless some are gallery items."""
+
+    def __init__(self, ks: Sequence[int] = RET_KS, chunk_size: int = 1024) -> None:
+        super().__init__(("emb", "labels", "is_query", "ids"))
+        self.ks, self.chunk_size = tuple(ks), chunk_size
+
+    def update(self, embeddings: Tensor, labels: Any, ids: Optional[Any] = None, is_query: Flag = True) -> None:
+        """Add ``embeddings (B, D)`` with integer ``labels (B,)``; ``is_query=False`` marks
+        gallery items of a query/gallery split; optional unique ``ids (B,)``."""
+        emb = _embeddings(embeddings, "embeddings")
+        n, dev = emb.shape[0], emb.device
+        self._store.add(
+            emb=emb,
+            labels=_as_column(labels, n, "labels", dev),
+            is_query=_as_column(is_query, n, "is_query", dev, torch.bool),
+            ids=torch.full((n,), -1, dtype=torch.long, device=dev) if ids is None else _as_column(ids, n, "ids", dev),
+        )
+
+    def compute(self, similarity: Any, *, broadcast: bool = False) -> Optional[Dict[str, Any]]:
+        """Metrics of :func:`~gssf.evaluation.retrieval_metrics`."""
+
+        def run(c: Dict[str, Tensor]) -> Dict[str, Any]:
+            c = _dedupe(c)
+            q, g = c["is_query"], ~c["is_query"]
+            if not bool(g.any()):
+                return retrieval_metrics_from_embeddings(
+                    c["emb"], similarity, c["labels"].cpu(), ks=self.ks, chunk_size=self.chunk_size
+                )
+            return retrieval_metrics_from_embeddings(
+                c["emb"][q], similarity, c["labels"][q].cpu(), c["emb"][g], c["labels"][g].cpu(),
+                ks=self.ks, chunk_size=self.chunk_size,
+            )
+
+        return self._finish(run, broadcast)
+
+
+def _dedupe(c: Dict[str, Tensor]) -> Dict[str, Tensor]:
+    """Keep the first row of each sample id (all rows when no ids were given)."""
+    if bool((c["ids"] < 0).any()):
+        return c
+    keep = _first_of_each_id(c["ids"])
+    return {k: v[keep] for k, v in c.items()}

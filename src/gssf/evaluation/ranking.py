@@ -1,0 +1,267 @@
+"""Shared ranking kernels, the tie policy, input checks and score-block sources.
+
+Tie policy (one for every protocol, full and streaming paths alike): **pessimistic**.
+In each query's ranked list a relevant item is placed *after* every non-relevant
+candidate whose score is greater than **or equal to** its own. So a relevant item's
+0-based position is::
+
+    (# relevant items ranked before it) + (# non-relevant candidates with score >= its score)
+
+Ties between two relevant items do not move any metric (the set of positions they
+occupy is the same either way). The policy never depends on the order of the gallery,
+so results are deterministic and can only be lowered by ties, never inflated
+(a constant similarity scores R@1 = 0, not 100).
+
+Every kernel here works on one block of query rows ``scores (R, M)`` at a time, so the
+callers hold at most a chunk x M block plus a few same-sized boolean masks.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable, Iterator, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = [
+    "Block",
+    "checked_blocks",
+    "count_at_least",
+    "first_positive_rank",
+    "matrix_blocks",
+    "positive_positions",
+    "top_relevance",
+]
+
+#: ``(start, scores[start:start + c])``: a block of consecutive query rows.
+Block = Tuple[int, Tensor]
+
+# Rows per block when a full matrix is walked: about 8M scores (32 MB in float32), so
+# the kernels' temporaries stay small next to the matrix itself.
+_BLOCK_ELEMENTS = 1 << 23
+
+
+# --------------------------------------------------------------------------- input checks
+def as_score_matrix(scores: Any, name: str = "scores") -> Any:
+    """Check that ``scores`` is a non-empty 2-D tensor or array; return it unchanged (no copy)."""
+    if not isinstance(scores, (Tensor, np.ndarray)):
+        scores = np.asarray(scores)
+    if scores.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D (queries, gallery) matrix, got shape {tuple(scores.shape)}")
+    if scores.shape[0] == 0 or scores.shape[1] == 0:
+        raise ValueError(f"{name} is empty: shape {tuple(scores.shape)}")
+    if isinstance(scores, np.ndarray) and not (
+        np.issubdtype(scores.dtype, np.floating) or np.issubdtype(scores.dtype, np.integer)
+    ):
+        raise ValueError(f"{name} must hold numbers, got dtype {scores.dtype}")
+    return scores
+
+
+def _to_numpy_1d(values: Any, name: str) -> np.ndarray:
+    if isinstance(values, Tensor):
+        values = values.detach().cpu().numpy()
+    arr = np.asarray(values)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
+    return arr
+
+
+def as_int_labels(values: Any, name: str, length: Optional[int] = None, what: str = "") -> Tensor:
+    """A 1-D int64 CPU tensor of integer labels; ``length`` is checked against ``what``."""
+    arr = _to_numpy_1d(values, name)
+    if length is not None and arr.shape[0] != length:
+        raise ValueError(f"{name} has {arr.shape[0]} entries but {what} has {length}")
+    if arr.size and not np.issubdtype(arr.dtype, np.integer):
+        if np.issubdtype(arr.dtype, np.floating) and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
+            arr = arr.astype(np.int64)
+        elif arr.dtype == bool:
+            arr = arr.astype(np.int64)
+        else:
+            raise ValueError(f"{name} must hold integers, got dtype {arr.dtype}")
+    return torch.as_tensor(arr.astype(np.int64, copy=False))
+
+
+def encode_labels(*label_sets: Any, names: Sequence[str], lengths: Sequence[Optional[int]], whats: Sequence[str]) -> Tuple[Tensor, ...]:
+    """Encode label arrays of any hashable dtype (ints, strings) jointly as int64 codes."""
+    arrays = []
+    for values, name, length, what in zip(label_sets, names, lengths, whats):
+        arr = _to_numpy_1d(values, name)
+        if length is not None and arr.shape[0] != length:
+            raise ValueError(f"{name} has {arr.shape[0]} entries but {what} has {length}")
+        if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
+            raise ValueError(f"{name} contains NaN or inf")
+        arrays.append(arr)
+    try:
+        _, codes = np.unique(np.concatenate(arrays), return_inverse=True)
+    except TypeError as exc:  # mixed, unorderable label types
+        raise ValueError(f"labels must be of one comparable type: {exc}") from None
+    out, offset = [], 0
+    for arr in arrays:
+        out.append(torch.as_tensor(codes[offset : offset + arr.shape[0]].astype(np.int64)))
+        offset += arr.shape[0]
+    return tuple(out)
+
+
+def as_ks(ks: Iterable[int], limit: int, what: str) -> Tuple[int, ...]:
+    """Validate recall cut-offs: positive integers no larger than ``limit`` (the candidates per query)."""
+    try:
+        out = tuple(ks)
+    except TypeError:
+        raise ValueError(f"ks must be a sequence of positive integers, got {ks!r}") from None
+    if not out:
+        raise ValueError("ks is empty: give at least one cut-off K")
+    for k in out:
+        if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k <= 0:
+            raise ValueError(f"every K in ks must be a positive integer, got {k!r}")
+        if k > limit:
+            raise ValueError(f"K={k} is larger than {what} ({limit}): R@{k} would be trivially 100")
+    if len(set(out)) != len(out):
+        raise ValueError(f"ks has repeated values: {out}")
+    return tuple(int(k) for k in out)
+
+
+def as_chunk_size(chunk_size: Any) -> int:
+    if not isinstance(chunk_size, (int, np.integer)) or isinstance(chunk_size, bool) or chunk_size <= 0:
+        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    return int(chunk_size)
+
+
+# --------------------------------------------------------------------------- block sources
+def _float_block(block: Any) -> Tensor:
+    if isinstance(block, np.ndarray):
+        # np.array copies only this block (a memory-mapped .npy stays on disk).
+        block = torch.from_numpy(np.array(block, dtype=np.float64 if block.dtype == np.float64 else np.float32))
+    block = block.detach()
+    if not block.is_floating_point():
+        block = block.to(torch.float64)
+    elif block.dtype in (torch.float16, torch.bfloat16):
+        block = block.float()  # rank in fp32 whatever the storage precision
+    return block
+
+
+def matrix_blocks(scores: Any, rows: Optional[int] = None) -> Iterator[Block]:
+    """Walk a full ``(N, M)`` score matrix (tensor, array or memory map) in row blocks (views for tensors)."""
+    n, m = scores.shape
+    step = rows or max(1, _BLOCK_ELEMENTS // max(m, 1))
+    for start in range(0, n, step):
+        yield start, _float_block(scores[start : start + step])
+
+
+def checked_blocks(blocks: Iterable[Tuple[int, Tensor]], name: str = "scores") -> Iterator[Block]:
+    """Pass blocks through, raising a clear error on the first non-finite score.
+
+    NaN has no place in a ranking, and +-inf would collide with the sentinels used below,
+    so both are rejected rather than silently ranked.
+    """
+    for start, block in blocks:
+        block = _float_block(block)
+        finite = torch.isfinite(block)
+        if not bool(finite.all()):
+            bad = torch.nonzero(~finite)[0].tolist()
+            value = block[bad[0], bad[1]].item()
+            raise ValueError(
+                f"{name} contain a non-finite value ({value}) at row {start + bad[0]}, column {bad[1]}: "
+                "every score must be a finite number"
+            )
+        yield start, block
+
+
+# --------------------------------------------------------------------------- tie-policy kernels
+def count_at_least(values: Tensor, thresholds: Tensor, candidates: Optional[Tensor]) -> Tensor:
+    """``out[r, p] = #{m : candidates[r, m] and values[r, m] >= thresholds[r, p]}``.
+
+    Args:
+        values: ``(R, M)`` finite scores (a transposed view is fine).
+        thresholds: ``(R, P)``, each row sorted ascending; ``-inf`` padding may lead a row
+            (its counts are meaningless and must be ignored by the caller).
+        candidates: ``(R, M)`` bool, or ``None`` for all.
+
+    Returns:
+        ``(R, P)`` int64 counts. ``>=`` is where the pessimistic tie policy lives.
+    """
+    r, p = thresholds.shape
+    if p == 1:
+        hit = values >= thresholds
+        if candidates is not None:
+            hit &= candidates
+        # int32 accumulation is several times faster than int64 on a bool tensor.
+        return hit.sum(dim=1, keepdim=True, dtype=torch.int32).long()
+    masked = values if candidates is None else values.masked_fill(~candidates, float("-inf"))
+    # bins[r, m] = number of thresholds <= value, i.e. the value reaches thresholds 0..bin-1.
+    bins = torch.searchsorted(thresholds.contiguous(), masked.contiguous(), right=True)
+    flat = bins + (torch.arange(r, device=bins.device) * (p + 1)).unsqueeze(1)
+    hist = torch.bincount(flat.flatten(), minlength=r * (p + 1)).view(r, p + 1)
+    at_least = hist.flip(1).cumsum(1).flip(1)  # at_least[b] = #values in bins >= b
+    return at_least[:, 1:]
+
+
+def first_positive_rank(scores: Tensor, positives: Tensor, candidates: Optional[Tensor] = None) -> Tensor:
+    """0-based rank ``(R,)`` of each row's best relevant item among its candidates.
+
+    ``positives (R, M)`` must be a subset of ``candidates`` (``None`` = all). Rows without a
+    relevant item get the count of all their candidates (callers skip them).
+    """
+    best = scores.masked_fill(~positives, float("-inf")).amax(dim=1, keepdim=True)
+    negatives = ~positives if candidates is None else candidates & ~positives
+    return count_at_least(scores, best, negatives)[:, 0]
+
+
+def positive_positions(scores: Tensor, positives: Tensor, candidates: Tensor) -> Tuple[Tensor, Tensor]:
+    """0-based positions of every relevant item in each row's ranked candidate list.
+
+    Args:
+        scores: ``(R, M)``.
+        positives: ``(R, M)`` bool, a subset of ``candidates``.
+        candidates: ``(R, M)`` bool: the items that are ranked at all.
+
+    Returns:
+        ``positions (R, P)`` int64, each row ascending (entry ``i`` is the ``i``-th best
+        relevant item; entries ``i >= counts[r]`` are padding), and ``counts (R,)``.
+    """
+    counts = positives.sum(dim=1)
+    p = int(counts.max()) if counts.numel() else 0
+    if p == 0:
+        return torch.zeros(scores.shape[0], 0, dtype=torch.long, device=scores.device), counts
+    top = scores.masked_fill(~positives, float("-inf")).topk(p, dim=1).values  # descending, -inf pads last
+    negatives_ge = count_at_least(scores, top.flip(1), candidates & ~positives).flip(1)
+    positions = torch.arange(p, device=scores.device) + negatives_ge
+    return positions, counts
+
+
+def top_relevance(scores: Tensor, positives: Tensor, candidates: Tensor, k: int) -> Tensor:
+    """Relevance ``(R, k)`` bool of the first ``k`` positions of each row's ranked list.
+
+    ``k`` must not exceed any row's number of candidates. A top-k selection picks tied
+    items arbitrarily, so the items tied with the k-th score are rebuilt from counts:
+    under the pessimistic policy the tied non-relevant candidates come first.
+    """
+    vals, idx = scores.masked_fill(~candidates, float("-inf")).topk(k, dim=1)
+    rel = positives.gather(1, idx)
+    # Within equal scores put non-relevant first: stable sort on relevance, then on score.
+    by_rel = torch.sort(rel.to(torch.uint8), dim=1, stable=True).indices
+    vals, rel = vals.gather(1, by_rel), rel.gather(1, by_rel)
+    by_score = torch.sort(vals, dim=1, descending=True, stable=True).indices
+    vals, rel = vals.gather(1, by_score), rel.gather(1, by_score)
+    kth = vals[:, -1:]
+    above = (vals > kth).sum(dim=1, keepdim=True)  # items strictly above the k-th score are exact
+    tied_negatives = ((scores == kth) & candidates & ~positives).sum(dim=1, keepdim=True, dtype=torch.int32)
+    slot = torch.arange(k, device=scores.device).unsqueeze(0) - above
+    tied_rel = slot >= tied_negatives  # tied slots: negatives first, then relevant items
+    return torch.where(slot >= 0, tied_rel, rel)
+
+
+# --------------------------------------------------------------------------- summaries
+def hit_rate(ranks: Tensor, k: int) -> float:
+    """Percentage of 0-based ranks below ``k``."""
+    return 100.0 * float((ranks < k).double().mean())
+
+
+def median_rank(ranks: Tensor) -> float:
+    """``floor(median) + 1`` of 0-based ranks (the median of an even count averages the middle two)."""
+    return float(math.floor(float(np.median(ranks.cpu().numpy())))) + 1.0
+
+
+def mean_rank(ranks: Tensor) -> float:
+    """Mean 1-based rank."""
+    return float(ranks.double().mean()) + 1.0

@@ -1,0 +1,157 @@
+"""Deep metric learning retrieval (CUB-200-2011, Cars196, Stanford Online Products).
+
+Without a gallery it is leave-one-out: every item queries all the others and is
+excluded **by index** (dropping the first neighbour would break on duplicates and ties).
+
+* ``R@K``: percentage of queries with a same-class item in the top K (a hit rate);
+* ``MAP@R``: mean over queries of ``(1/R) sum_{i<=R} P(i) rel(i)``, ``R`` = number of
+  relevant items the query has;
+* ``R-Precision``: mean of ``(# relevant in the top R) / R``.
+
+Queries with no relevant item (single-item classes) are excluded from every metric and
+counted in ``num_valid_queries``. All rates are in percent; ties follow the pessimistic
+policy of :mod:`gssf.evaluation.ranking`.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, Iterable, Optional, Sequence
+
+import torch
+from torch import Tensor
+
+from gssf.evaluation.ranking import (
+    Block,
+    as_chunk_size,
+    as_ks,
+    as_score_matrix,
+    checked_blocks,
+    encode_labels,
+    first_positive_rank,
+    matrix_blocks,
+    top_relevance,
+)
+
+__all__ = ["retrieval_metrics", "retrieval_metrics_from_embeddings", "retrieval_metrics_from_blocks"]
+
+DEFAULT_KS = (1, 2, 4, 8)
+
+
+def retrieval_metrics_from_blocks(
+    blocks: Iterable[Block],
+    num_query: int,
+    num_gallery: int,
+    query_labels: Any,
+    gallery_labels: Optional[Any] = None,
+    ks: Sequence[int] = DEFAULT_KS,
+) -> Dict[str, Any]:
+    """Retrieval metrics from consecutive query-row blocks ``(start, scores (c, N_gallery))``.
+
+    ``gallery_labels=None`` means leave-one-out: rows and columns are the same items.
+    """
+    loo = gallery_labels is None
+    if loo:
+        if num_query != num_gallery:
+            raise ValueError(
+                f"leave-one-out needs a square score matrix (items x items), got {num_query} x {num_gallery}; "
+                "pass gallery_labels for a separate gallery"
+            )
+        (ql,) = encode_labels(query_labels, names=["query_labels"], lengths=[num_query], whats=["the score matrix"])
+        gl = ql
+    else:
+        ql, gl = encode_labels(
+            query_labels,
+            gallery_labels,
+            names=["query_labels", "gallery_labels"],
+            lengths=[num_query, num_gallery],
+            whats=["the score matrix's query axis (rows)", "the score matrix's gallery axis (columns)"],
+        )
+    per_query = num_gallery - 1 if loo else num_gallery
+    if per_query < 1:
+        raise ValueError("leave-one-out needs at least two items")
+    ks = as_ks(ks, per_query, "the candidates per query")
+    firsts, map_r, r_prec, valid, seen = [], 0.0, 0.0, 0, 0
+    for start, block in checked_blocks(blocks):
+        dev, c = block.device, block.shape[0]
+        candidates = torch.ones_like(block, dtype=torch.bool)
+        if loo:
+            rows = torch.arange(c, device=dev)
+            candidates[rows, rows + start] = False  # the query itself, by index
+        relevant = (gl.to(dev).unsqueeze(0) == ql[start : start + c].to(dev).unsqueeze(1)) & candidates
+        r = relevant.sum(dim=1)
+        keep = r > 0
+        seen += c
+        if not bool(keep.any()):
+            continue
+        block, relevant, candidates, r = block[keep], relevant[keep], candidates[keep], r[keep]
+        firsts.append(first_positive_rank(block, relevant, candidates).cpu())
+        rel = top_relevance(block, relevant, candidates, int(r.max())).double()
+        pos = torch.arange(1, rel.shape[1] + 1, device=dev, dtype=torch.float64)
+        within_r = pos.unsqueeze(0) <= r.unsqueeze(1)
+        rel = rel * within_r
+        precision = rel.cumsum(dim=1) / pos
+        map_r += float(((precision * rel).sum(dim=1) / r).sum())
+        r_prec += float((rel.sum(dim=1) / r).sum())
+        valid += int(r.numel())
+    if seen != num_query:
+        raise ValueError(f"the score blocks covered {seen} query rows, expected {num_query}")
+    if valid == 0:
+        raise ValueError(
+            "no query has a relevant item (every class has a single item"
+            + (" in the gallery)" if not loo else ")")
+            + ": retrieval metrics are undefined"
+        )
+    first = torch.cat(firsts)
+    out: Dict[str, Any] = {f"R@{k}": 100.0 * float((first < k).double().mean()) for k in ks}
+    out["MAP@R"] = 100.0 * map_r / valid
+    out["R-Precision"] = 100.0 * r_prec / valid
+    out["num_valid_queries"] = valid
+    return out
+
+
+def retrieval_metrics(
+    scores: Any, query_labels: Any, gallery_labels: Optional[Any] = None, ks: Sequence[int] = DEFAULT_KS
+) -> Dict[str, Any]:
+    """Retrieval metrics from a score matrix.
+
+    Args:
+        scores: ``(N, N)`` for leave-one-out, else ``(N_query, N_gallery)``; larger = more similar.
+        query_labels: ``(N_query,)`` class labels (ints or strings).
+        gallery_labels: ``(N_gallery,)``, or ``None`` for leave-one-out within one set.
+        ks: cut-offs (1, 2, 4, 8 for CUB/Cars; 1, 10, 100, 1000 for SOP).
+
+    Returns:
+        ``{"R@1", ..., "MAP@R", "R-Precision", "num_valid_queries"}``, rates in percent.
+
+    Example:
+        >>> s = torch.tensor([[9., 5, 1], [5, 9, 1], [1, 1, 9]])
+        >>> retrieval_metrics(s, [0, 0, 1], ks=(1,))["num_valid_queries"]
+        2
+    """
+    scores = as_score_matrix(scores)
+    nq, ng = scores.shape
+    return retrieval_metrics_from_blocks(matrix_blocks(scores), nq, ng, query_labels, gallery_labels, ks)
+
+
+@torch.no_grad()
+def retrieval_metrics_from_embeddings(
+    queries: Tensor,
+    similarity: Any,
+    query_labels: Any,
+    gallery: Optional[Tensor] = None,
+    gallery_labels: Optional[Any] = None,
+    ks: Sequence[int] = DEFAULT_KS,
+    chunk_size: int = 1024,
+) -> Dict[str, Any]:
+    """Retrieval metrics streamed over query chunks (at most ``chunk_size x N_gallery`` scores at a time).
+
+    ``queries (N, D)``; ``gallery (M, D)`` with ``gallery_labels``, or neither for
+    leave-one-out over ``queries`` (self excluded by global index).
+    """
+    chunk = as_chunk_size(chunk_size)
+    if (gallery is None) != (gallery_labels is None):
+        raise ValueError("give both gallery and gallery_labels, or neither (leave-one-out)")
+    target = queries if gallery is None else gallery
+    blocks = similarity.score_chunks(queries, target, chunk)
+    return retrieval_metrics_from_blocks(
+        blocks, int(queries.shape[0]), int(target.shape[0]), query_labels, gallery_labels, ks
+    )

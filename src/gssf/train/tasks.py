@@ -1,0 +1,423 @@
+"""The three task types the trainer knows: what a batch is, which loss call, which evaluator.
+
+* ``image_text``: a training item is a caption; its image's index is the id of both the
+  caption and the image, so captions of one image are never negatives of each other.
+  Evaluation: :func:`gssf.evaluation.image_text_metrics_from_embeddings` (rsum).
+* ``retrieval``: items are images with class labels; leave-one-out evaluation with
+  :func:`gssf.evaluation.retrieval_metrics_from_embeddings` (R@1).
+* ``reid``: items are images with identity labels; split ``S`` is evaluated with the
+  splits ``S-query`` and ``S-gallery`` through
+  :func:`gssf.evaluation.reid_metrics_from_embeddings` (mAP).
+
+A task turns config into explicit arguments of library functions; the library functions
+themselves (heads, losses, evaluators) never see the config.
+"""
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from gssf.losses import BidirectionalHingeLoss, create_loss
+from gssf.models import DualEncoder, EncoderTower, SingleEncoder, build_head
+from gssf.similarity import Similarity, create_similarity
+from gssf.train.config import TrainConfig
+from gssf.train.distributed import all_gather_nograd, all_gather_with_grad
+from gssf.train.samplers import PKBatchSampler, RandomBatchSampler
+
+__all__ = ["SplitData", "Task", "ImageTextTask", "UniModalTask", "make_task", "LossSum", "EncoderModule"]
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass
+class SplitData:
+    """One split: feature tensors and/or the raw dataset (when an encoder is fine-tuned)."""
+
+    image: Optional[Tensor] = None  # (N_img, Di) float32 cached features
+    text: Optional[Tensor] = None  # (N_txt, Dt)
+    txt2img: Optional[Tensor] = None  # (N_txt,) int64
+    labels: Optional[Tensor] = None  # (N_img,) int64
+    cams: Optional[Tensor] = None  # (N_img,) int64
+    dataset: Any = None  # gssf.data dataset: raw images / captions
+
+    @property
+    def num_images(self) -> int:
+        if self.image is not None:
+            return int(self.image.shape[0])
+        return len(self.dataset.images)
+
+
+def _as_tensor(array: Any, dtype: torch.dtype) -> Optional[Tensor]:
+    if array is None:
+        return None
+    t = torch.as_tensor(np.ascontiguousarray(array)).to(dtype)
+    if dtype.is_floating_point and t.dim() == 3:
+        t = t.mean(dim=1)  # region features (N, R, D): mean-pooled to one vector per image
+    return t
+
+
+def _call_with_supported(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    params = inspect.signature(fn).parameters
+    accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    return fn(*args, **{k: v for k, v in kwargs.items() if accepts_any or k in params})
+
+
+def load_split(cfg: TrainConfig, split: str, raw: bool = False, progress: bool = False) -> SplitData:
+    """Features (and, with ``raw``, the dataset itself) of ``split`` as described by ``cfg.data``."""
+    d = cfg.data
+    if d.features_file is not None:
+        from gssf.features import load_features_file
+
+        fs = load_features_file(d.features_file.format(split=split))
+    else:
+        from gssf.features import get_features
+
+        kwargs: Dict[str, Any] = dict(
+            image_encoder=d.image_encoder, text_encoder=d.text_encoder, resolution=d.resolution, progress=progress
+        )
+        if d.root is not None:
+            kwargs["root"] = d.root
+        fs = _call_with_supported(get_features, d.dataset, split, **kwargs)
+    data = SplitData(
+        image=_as_tensor(getattr(fs, "image", None), torch.float32),
+        text=_as_tensor(getattr(fs, "text", None), torch.float32),
+        txt2img=_as_tensor(getattr(fs, "txt2img", None), torch.long),
+        labels=_as_tensor(getattr(fs, "labels", None), torch.long),
+        cams=_as_tensor(getattr(fs, "cams", None), torch.long),
+    )
+    if raw:
+        from gssf import data as gdata
+
+        data.dataset = gdata.load(d.dataset, split=split, root=d.root)
+    return data
+
+
+# --------------------------------------------------------------------------- losses
+
+
+class LossSum(nn.Module):
+    """A weighted sum of losses sharing one similarity: ``sum_k w_k * loss_k(*inputs)``."""
+
+    def __init__(self, terms: Dict[str, nn.Module], weights: Dict[str, float]) -> None:
+        super().__init__()
+        self.terms = nn.ModuleDict(terms)
+        self.weights = {k: float(weights.get(k, 1.0)) for k in terms}
+
+    def forward(self, *inputs: Any) -> Tensor:
+        total: Optional[Tensor] = None
+        for name, term in self.terms.items():
+            value = self.weights[name] * term(*inputs)
+            total = value if total is None else total + value
+        assert total is not None
+        return total
+
+
+def build_criterion(cfg: TrainConfig, similarity: Similarity, num_classes: int = 0) -> nn.Module:
+    """The loss (or weighted sum of losses) named by ``cfg.loss``, scoring with ``similarity``."""
+    lo = cfg.loss
+    per_loss: Dict[str, Dict[str, Any]] = {
+        "hinge": dict(margin=lo.margin, max_violation=lo.max_violation, reduction=lo.reduction),
+        "infonce": dict(
+            temperature=lo.temperature,
+            learn_temperature=lo.learn_temperature,
+            min_temperature=lo.min_temperature,
+            max_temperature=lo.max_temperature,
+        ),
+        "triplet": dict(margin=None if lo.soft_margin else lo.margin),
+        "id_ce": dict(
+            num_classes=num_classes, dim=cfg.model.embed_dim, temperature=lo.id_temperature,
+            label_smoothing=lo.label_smoothing,
+        ),
+    }
+    names = lo.name.split("+")
+    terms = {n: create_loss(n, similarity=similarity, **per_loss.get(n, {})) for n in names}
+    if len(terms) == 1 and not lo.weights:
+        return terms[names[0]]
+    return LossSum(terms, lo.weights)
+
+
+# --------------------------------------------------------------------------- encoders
+
+
+class EncoderModule(nn.Module):
+    """A :class:`gssf.encoders` encoder as a module: its weights become trainable submodules.
+
+    ``prepare`` turns raw items (images or captions) into the encoder's input tensors;
+    ``forward`` runs the encoder with autograd.
+    """
+
+    def __init__(self, encoder: Any, modality: str) -> None:
+        super().__init__()
+        if modality not in ("image", "text"):
+            raise ValueError(f"modality must be image or text, got {modality!r}")
+        self.net = encoder.module
+        object.__setattr__(self, "_encoder", encoder)  # not a Module: keep out of the registry
+        self.modality = modality
+
+    def prepare(self, items: Sequence[Any]) -> Any:
+        enc = self._encoder
+        return enc.preprocess(list(items)) if self.modality == "image" else enc.tokenize([str(t) for t in items])
+
+    def forward(self, inputs: Any) -> Tensor:
+        enc = self._encoder
+        return enc.forward_images(inputs) if self.modality == "image" else enc.forward_texts(inputs)
+
+
+def _to_device(inputs: Any, device: torch.device) -> Any:
+    if isinstance(inputs, Tensor):
+        return inputs.to(device)
+    if isinstance(inputs, dict) or hasattr(inputs, "items"):
+        return {k: (v.to(device) if isinstance(v, Tensor) else v) for k, v in inputs.items()}
+    return inputs
+
+
+# --------------------------------------------------------------------------- tasks
+
+
+class Task:
+    """Shared task logic; subclasses define items, the loss call and evaluation."""
+
+    default_metric = ""
+    lower_is_better = ("medR", "meanR")
+
+    def __init__(self, cfg: TrainConfig, device: torch.device, progress: bool = False) -> None:
+        self.cfg = cfg
+        self.device = device
+        self.progress = progress
+        self._splits: Dict[str, SplitData] = {}
+        self.encoders: Dict[str, Any] = {}
+
+    # ---- data
+    @property
+    def finetune(self) -> List[str]:
+        f = self.cfg.model.finetune
+        return [] if f == "none" else (["image", "text"] if f == "both" else [f])
+
+    def split(self, name: str) -> SplitData:
+        if name not in self._splits:
+            self._splits[name] = load_split(self.cfg, name, raw=bool(self.finetune), progress=self.progress)
+        return self._splits[name]
+
+    def train_split(self) -> SplitData:
+        return self.split(self.cfg.data.train_split)
+
+    @property
+    def metric(self) -> str:
+        return self.default_metric if self.cfg.eval.metric == "auto" else self.cfg.eval.metric
+
+    def better(self, new: float, old: Optional[float]) -> bool:
+        if old is None:
+            return True
+        if any(self.metric.endswith(s) for s in self.lower_is_better):
+            return new < old
+        return new > old
+
+    # ---- model
+    def _encoder(self, modality: str) -> Any:
+        if modality not in self.encoders:
+            from gssf import encoders
+
+            name = self.cfg.data.image_encoder if modality == "image" else self.cfg.data.text_encoder
+            enc = _call_with_supported(encoders.create, name, resolution=self.cfg.data.resolution)
+            self.encoders[modality] = enc
+        return self.encoders[modality]
+
+    def input_dims(self) -> Dict[str, int]:
+        raise NotImplementedError
+
+    def _tower(self, modality: str, in_dim: int) -> nn.Module:
+        m = self.cfg.model
+        head = build_head(
+            in_dim, m.embed_dim, kind=m.head, hidden_dim=m.hidden_dim, num_layers=m.num_layers, dropout=m.dropout
+        )
+        if modality in self.finetune:
+            return EncoderTower(EncoderModule(self._encoder(modality), modality), head, trainable=True)
+        return head
+
+    def build_similarity(self) -> Similarity:
+        s = self.cfg.similarity
+        return create_similarity(s.name, dim=self.cfg.model.embed_dim, **s.kwargs)
+
+    def build_model(self, input_dims: Dict[str, int]) -> nn.Module:
+        raise NotImplementedError
+
+    def num_classes(self) -> int:
+        return 0
+
+    def set_epoch(self, criterion: nn.Module, epoch: int) -> None:
+        """Per-epoch loss settings (the hinge's hardest-negative warm-up)."""
+        lo = self.cfg.loss
+        for m in criterion.modules():
+            if isinstance(m, BidirectionalHingeLoss):
+                m.max_violation = lo.max_violation and epoch >= lo.hardest_after_epochs
+
+    # ---- inputs
+    def _inputs(self, data: SplitData, modality: str, idx: Tensor) -> Any:
+        if modality in self.finetune:
+            enc = self._encoder(modality)
+            ds = data.dataset
+            items = [ds.image(int(i)) for i in idx] if modality == "image" else [ds.captions[int(i)] for i in idx]
+            tower_in = enc.preprocess(items) if modality == "image" else enc.tokenize([str(t) for t in items])
+            return _to_device(tower_in, self.device)
+        feats = data.image if modality == "image" else data.text
+        assert feats is not None, f"no {modality} features"
+        return feats.index_select(0, idx).to(self.device)
+
+    def _autocast(self) -> Any:
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.train.precision == "bf16")
+
+    def _embed(self, encode: Callable[[Any], Tensor], data: SplitData, modality: str, n: int) -> Tensor:
+        bs = self.cfg.eval.batch_size
+        out = []
+        for start in range(0, n, bs):
+            idx = torch.arange(start, min(n, start + bs))
+            with self._autocast():
+                out.append(encode(self._inputs(data, modality, idx)).float())
+        return torch.cat(out)
+
+    # ---- per task
+    def num_items(self) -> int:
+        raise NotImplementedError
+
+    def sampler(self) -> Any:
+        t = self.cfg.train
+        return RandomBatchSampler(self.num_items(), t.batch_size, seed=t.seed, drop_last=t.drop_last)
+
+    def loss(self, model: nn.Module, criterion: nn.Module, idx: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def evaluate(self, model: nn.Module, split: str) -> Dict[str, Any]:
+        raise NotImplementedError
+
+
+class ImageTextTask(Task):
+    default_metric = "rsum"
+
+    def input_dims(self) -> Dict[str, int]:
+        dims = {}
+        tr = self.train_split()
+        for modality in ("image", "text"):
+            if modality in self.finetune:
+                dims[modality] = int(self._encoder(modality).dim)
+            else:
+                feats = tr.image if modality == "image" else tr.text
+                if feats is None:
+                    raise ValueError(f"split {self.cfg.data.train_split!r} has no {modality} features")
+                dims[modality] = int(feats.shape[1])
+        return dims
+
+    def build_model(self, input_dims: Dict[str, int]) -> nn.Module:
+        return DualEncoder(self._tower("image", input_dims["image"]), self._tower("text", input_dims["text"]), self.build_similarity())
+
+    def num_items(self) -> int:
+        tr = self.train_split()
+        if tr.txt2img is None:
+            raise ValueError(f"split {self.cfg.data.train_split!r} has no txt2img: not an image-text split")
+        return int(tr.txt2img.shape[0])
+
+    def loss(self, model: nn.Module, criterion: nn.Module, idx: Tensor) -> Tensor:
+        tr = self.train_split()
+        assert tr.txt2img is not None
+        img_idx = tr.txt2img.index_select(0, idx)
+        with self._autocast():
+            img = model.encode_image(self._inputs(tr, "image", img_idx))
+            txt = model.encode_text(self._inputs(tr, "text", idx))
+        img, txt = all_gather_with_grad(img), all_gather_with_grad(txt)
+        ids = all_gather_nograd(img_idx.to(self.device))
+        return criterion(img, txt, ids, ids)
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, split: str) -> Dict[str, Any]:
+        from gssf.evaluation import image_text_metrics_from_embeddings
+
+        data = self.split(split)
+        if data.txt2img is None:
+            raise ValueError(f"split {split!r} has no txt2img: not an image-text split")
+        images = self._embed(model.encode_image, data, "image", data.num_images)
+        texts = self._embed(model.encode_text, data, "text", int(data.txt2img.shape[0]))
+        e = self.cfg.eval
+        return image_text_metrics_from_embeddings(
+            images, texts, data.txt2img.to(images.device), model.similarity,
+            chunk_size=e.chunk_size, ks=tuple(e.ks or (1, 5, 10)), folds=e.folds,
+        )
+
+
+class UniModalTask(Task):
+    """Re-identification (``reid``) and fine-grained retrieval (``retrieval``)."""
+
+    @property
+    def default_metric(self) -> str:  # type: ignore[override]
+        return "mAP" if self.cfg.data.task == "reid" else "R@1"
+
+    def _train_labels(self) -> Tensor:
+        tr = self.train_split()
+        if tr.labels is None:
+            raise ValueError(f"split {self.cfg.data.train_split!r} has no labels")
+        if not hasattr(self, "_label_index"):
+            # Contiguous class indices 0..C-1 (identity cross-entropy needs them).
+            self._classes, self._label_index = torch.unique(tr.labels, return_inverse=True)
+        return self._label_index
+
+    def num_classes(self) -> int:
+        self._train_labels()
+        return int(self._classes.numel())
+
+    def input_dims(self) -> Dict[str, int]:
+        if "image" in self.finetune:
+            return {"image": int(self._encoder("image").dim)}
+        tr = self.train_split()
+        assert tr.image is not None
+        return {"image": int(tr.image.shape[1])}
+
+    def build_model(self, input_dims: Dict[str, int]) -> nn.Module:
+        return SingleEncoder(self._tower("image", input_dims["image"]), self.build_similarity())
+
+    def num_items(self) -> int:
+        return int(self._train_labels().shape[0])
+
+    def sampler(self) -> Any:
+        t = self.cfg.train
+        if t.sampler == "pk":
+            return PKBatchSampler(self._train_labels(), t.batch_size, instances=t.pk_instances, seed=t.seed)
+        return super().sampler()
+
+    def loss(self, model: nn.Module, criterion: nn.Module, idx: Tensor) -> Tensor:
+        tr = self.train_split()
+        labels = self._train_labels().index_select(0, idx)
+        with self._autocast():
+            emb = model.encode(self._inputs(tr, "image", idx))
+        emb = all_gather_with_grad(emb)
+        labels = all_gather_nograd(labels.to(self.device))
+        return criterion(emb, labels)
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, split: str) -> Dict[str, Any]:
+        from gssf.evaluation import reid_metrics_from_embeddings, retrieval_metrics_from_embeddings
+
+        e = self.cfg.eval
+        if self.cfg.data.task == "retrieval":
+            data = self.split(split)
+            emb = self._embed(model.encode, data, "image", data.num_images)
+            return retrieval_metrics_from_embeddings(
+                emb, model.similarity, data.labels, ks=tuple(e.ks or (1, 2, 4, 8)), chunk_size=e.chunk_size
+            )
+        q, g = self.split(f"{split}-query"), self.split(f"{split}-gallery")
+        qe = self._embed(model.encode, q, "image", q.num_images)
+        ge = self._embed(model.encode, g, "image", g.num_images)
+        return reid_metrics_from_embeddings(
+            qe, ge, model.similarity, q.labels, g.labels, q.cams, g.cams,
+            chunk_size=e.chunk_size, max_rank=e.max_rank, ks=tuple(e.ks or (1, 5, 10)),
+        )
+
+
+def make_task(cfg: TrainConfig, device: torch.device, progress: bool = False) -> Task:
+    """The task object of ``cfg.data.task``."""
+    if cfg.data.task == "image_text":
+        return ImageTextTask(cfg, device, progress)
+    return UniModalTask(cfg, device, progress)
