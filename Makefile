@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed-test
 
-.PHONY: test demo install bench clean-venv
+.PHONY: test demo data install bench clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,14 @@ $(STAMP): pyproject.toml Makefile | $(BIN)/python
 
 install: $(STAMP)
 
-test: $(STAMP)
+# Real data the tests use (Tux Paint, emoji, Fashion-MNIST) goes to the data home
+# ($$GSSF_DATA, default ~/.cache/gssf); a second run finds it there and takes a second.
+DATASETS ?= tux emoji fashion-mnist
+
+data: $(STAMP)
+	$(BIN)/gssf data prepare $(DATASETS)
+
+test: data
 	$(BIN)/python -m pytest
 
 demo: $(STAMP)

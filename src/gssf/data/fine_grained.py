@@ -98,7 +98,9 @@ def _read_cars_annos(path: Path) -> List[Tuple[str, int]]:
     try:
         annos = loadmat(str(path))["annotations"].reshape(-1)
         out = [(str(_mat_field(a, "relative_im_path")), int(_mat_field(a, "class"))) for a in annos]
-    except (KeyError, ValueError, TypeError, IndexError) as exc:
+    except Exception as exc:  # scipy's MatReadError and friends share no narrower base class
+        if isinstance(exc, ImportError):
+            raise
         raise ValueError(f"{path} is not a Cars196 annotation file ({exc!r}); expected layout: {LAYOUT['cars196']}") from exc
     return out
 

@@ -11,7 +11,9 @@ import numpy as np
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
 
-ImageLike = Union["PILImage", str, "os.PathLike[str]", np.ndarray]
+    from gssf.data.base import ImageRecord
+
+ImageLike = Union["PILImage", str, "os.PathLike[str]", np.ndarray, "ImageRecord"]
 
 #: Colour that transparent pixels are composited onto. Stamps and emoji are drawn on
 #: transparency; black (what a plain ``convert("RGB")`` gives) would hide dark outlines.
@@ -61,13 +63,17 @@ def render_svg(path: Union[str, "os.PathLike[str]"], max_side: int = 384) -> byt
 
 
 def load_rgb(src: ImageLike, background: Tuple[int, int, int] = BACKGROUND) -> "PILImage":
-    """Open ``src`` (PIL image, path, or uint8 array) as an RGB PIL image.
+    """Open ``src`` (PIL image, path, uint8 array or :class:`ImageRecord`) as an RGB PIL image.
 
     SVG files are rendered. A file that cannot be decoded raises ``ValueError`` naming it.
     """
+    from gssf.data.base import ImageRecord
+
     Image = _pil()
     if isinstance(src, Image.Image):
         return to_rgb(src, background)
+    if isinstance(src, ImageRecord):
+        return src.load()
     if isinstance(src, np.ndarray):
         arr = np.asarray(src)
         if arr.dtype != np.uint8:

@@ -366,6 +366,10 @@ def prepare(
     downloads = root / ".downloads"
     downloads.mkdir(exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{name}.partial-", dir=root))
+    # mkdtemp makes the folder private (0700); a data home may be shared, so use the umask.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(work, 0o777 & ~umask)
     start = time.perf_counter()
     log(f"preparing {name} into {target}")
     try:

@@ -8,9 +8,12 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple, Union
 
 from gssf.data.home import PathLike, dataset_dir
+
+if TYPE_CHECKING:
+    from gssf.data.base import CrossModalDataset, UniModalDataset
 
 #: Task families; they decide what a dataset object exposes.
 CROSS_MODAL = "cross-modal"
@@ -100,7 +103,7 @@ def load(
     root: Optional[PathLike] = None,
     home: Optional[PathLike] = None,
     **kw: Any,
-) -> Union["CrossModalDataset", "UniModalDataset"]:  # noqa: F821
+) -> Union["CrossModalDataset", "UniModalDataset"]:
     """Load split ``split`` of dataset ``name``.
 
     Args:

@@ -64,7 +64,7 @@ def _bar(total: int, desc: str, enabled: bool):
         try:
             from tqdm.auto import tqdm
 
-            return tqdm(total=total, desc=desc, unit="item", leave=False)
+            return tqdm(total=total, desc=desc, unit="item", leave=False, disable=None)  # None: no bar off a terminal
         except ImportError:
             pass
     return None
@@ -79,6 +79,8 @@ class Encoder:
     dim: int = 0
     module: nn.Module
     default_batch_size: int = 64
+    #: PyPI distributions whose versions change the output (cache keys; no instance needed).
+    packages: Tuple[str, ...] = ()
 
     def __init__(self, device: Union[str, torch.device] = "cpu") -> None:
         self.device = torch.device(device)
@@ -96,7 +98,7 @@ class Encoder:
 
     def versions(self) -> Dict[str, str]:
         """Package versions that change the output (part of cache keys)."""
-        return package_versions()
+        return package_versions(*self.packages)
 
     def encode(self, batch: Sequence[Any], **kw: Any) -> torch.Tensor:
         """Encode ``batch``: texts for a text encoder, images for an image encoder.

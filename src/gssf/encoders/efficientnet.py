@@ -11,7 +11,7 @@ from typing import Any, Dict, Sequence, Union
 
 import torch
 
-from gssf.encoders.base import Encoder, ImageInput, eval_mode, package_versions
+from gssf.encoders.base import Encoder, ImageInput, eval_mode
 from gssf.encoders.registry import register_encoder
 from gssf.encoders.transforms import batch_pixels
 
@@ -37,18 +37,28 @@ def build_efficientnet_lite0() -> torch.nn.Module:
 
 
 class EfficientNetLite0(torch.nn.Module):
-    """Backbone + global average pooling -> (B, 1280); ``classify`` keeps the ImageNet head."""
+    """Backbone + global average pooling -> (B, 1280).
+
+    The ImageNet classifier is kept outside the module's parameters: it is unused by the
+    features, and unused parameters would get no gradient when the backbone is fine-tuned.
+    """
 
     def __init__(self) -> None:
         super().__init__()
-        self.net = build_efficientnet_lite0()
+        net = build_efficientnet_lite0()
+        head = net._fc
+        net._fc = torch.nn.Identity()
+        self.net = net
+        object.__setattr__(self, "_imagenet_head", head)  # not registered: see above
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.net.extract_features(pixels).mean(dim=(2, 3))
 
     def classify(self, pixels: torch.Tensor) -> torch.Tensor:
         """ImageNet logits (B, 1000)."""
-        return self.net._fc(self.forward(pixels))
+        feats = self.forward(pixels)
+        head = self._imagenet_head.to(feats.device)
+        return head(feats)
 
 
 @register_encoder("efficientnet-lite0", modalities=("image",), description="EfficientNet-Lite0, ImageNet, 1280-d (offline wheel)")
@@ -58,6 +68,7 @@ class EfficientNetLite0Encoder(Encoder):
     name = "efficientnet-lite0"
     modalities = ("image",)
     dim = 1280
+    packages = PACKAGES
 
     def __init__(self, device: Union[str, torch.device] = "cpu", resolution: int = 224) -> None:
         super().__init__(device)
@@ -81,5 +92,3 @@ class EfficientNetLite0Encoder(Encoder):
     def config(self) -> Dict[str, Any]:
         return {"name": self.name, "resolution": self.resolution, "normalise": "(x-127)/128", "crop": "center"}
 
-    def versions(self) -> Dict[str, str]:
-        return package_versions(*PACKAGES)

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from gssf.data.images import load_rgb
-from gssf.encoders.base import Encoder, ImageInput, check_path, offline_env, package_versions
+from gssf.encoders.base import Encoder, ImageInput, check_path, offline_env
 from gssf.encoders.registry import register_encoder
 
 PathLike = Union[str, Path]
@@ -64,6 +64,7 @@ class OpenCLIPEncoder(Encoder):
 
     name = "open-clip"
     modalities = ("image", "text")
+    packages = ("open_clip_torch",)
 
     def __init__(
         self, device: Union[str, torch.device] = "cpu", model_name: str = "ViT-B-32", checkpoint: Optional[PathLike] = None
@@ -98,8 +99,6 @@ class OpenCLIPEncoder(Encoder):
     def config(self) -> Dict[str, Any]:
         return {"name": self.name, "model_name": self.model_name, "checkpoint": str(self.checkpoint)}
 
-    def versions(self) -> Dict[str, str]:
-        return package_versions("open_clip_torch")
 
 
 # --------------------------------------------------------------------------- Hugging Face
@@ -128,6 +127,7 @@ class HFLocalEncoder(Encoder):
     """
 
     name = "hf-local"
+    packages = ("transformers", "tokenizers")
     default_batch_size = 64
 
     def __init__(self, device: Union[str, torch.device] = "cpu", path: Optional[PathLike] = None, normalize: bool = True) -> None:
@@ -201,8 +201,6 @@ class HFLocalEncoder(Encoder):
     def config(self) -> Dict[str, Any]:
         return {"name": self.name, "path": str(self.folder), "kind": self.kind, "normalize": self.normalize}
 
-    def versions(self) -> Dict[str, str]:
-        return package_versions("transformers", "tokenizers")
 
 
 # --------------------------------------------------------------------------- timm
@@ -216,6 +214,7 @@ class TimmEncoder(Encoder):
 
     name = "timm"
     modalities = ("image",)
+    packages = ("timm",)
 
     def __init__(
         self,
@@ -270,6 +269,4 @@ class TimmEncoder(Encoder):
     def config(self) -> Dict[str, Any]:
         return {"name": self.name, "model_name": self.model_name, "checkpoint": str(self.checkpoint), "resolution": self.resolution}
 
-    def versions(self) -> Dict[str, str]:
-        return package_versions("timm")
 

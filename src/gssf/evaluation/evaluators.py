@@ -117,6 +117,15 @@ class _Evaluator:
         """Rows stored on this rank."""
         return len(self._store)
 
+    def _add_items(self, embeddings: Tensor, ids: Optional[Any], is_query: Flag, **labels: Any) -> None:
+        """Store one batch of ``embeddings (B, D)`` with per-row label columns, query flags and ids."""
+        emb = _embeddings(embeddings, "embeddings")
+        n, dev = emb.shape[0], emb.device
+        cols = {name: _as_column(v, n, name, dev) for name, v in labels.items()}
+        cols["is_query"] = _as_column(is_query, n, "is_query", dev, torch.bool)
+        cols["ids"] = torch.full((n,), -1, dtype=torch.long, device=dev) if ids is None else _as_column(ids, n, "ids", dev)
+        self._store.add(emb=emb, **cols)
+
     def _finish(self, run: Any, broadcast: bool) -> Optional[Dict[str, Any]]:
         cols = self._store.columns()  # collective under DDP: every rank gathers
         result = run(cols) if not _distributed() or dist.get_rank() == 0 else None
@@ -193,15 +202,7 @@ class ReIDEvaluator(_Evaluator):
     def update(self, embeddings: Tensor, pids: Any, cams: Any, is_query: Flag, ids: Optional[Any] = None) -> None:
         """Add ``embeddings (B, D)`` with ``pids (B,)``, ``cams (B,)``; ``is_query``: one bool
         for the batch or ``(B,)``; optional unique sample ``ids (B,)`` (deduplication, order)."""
-        emb = _embeddings(embeddings, "embeddings")
-        n, dev = emb.shape[0], emb.device
-        self._store.add(
-            emb=emb,
-            pids=_as_column(pids, n, "pids", dev),
-            cams=_as_column(cams, n, "cams", dev),
-            is_query=_as_column(is_query, n, "is_query", dev, torch.bool),
-            ids=torch.full((n,), -1, dtype=torch.long, device=dev) if ids is None else _as_column(ids, n, "ids", dev),
-        )
+        self._add_items(embeddings, ids, is_query, pids=pids, cams=cams)
 
     def compute(self, similarity: Any, *, broadcast: bool = False) -> Optional[Dict[str, Any]]:
         """Metrics of :func:`~gssf.evaluation.reid_metrics` (plus ``rerank_*`` when configured)."""
@@ -230,14 +231,7 @@ class RetrievalEvaluator(_Evaluator):
     def update(self, embeddings: Tensor, labels: Any, ids: Optional[Any] = None, is_query: Flag = True) -> None:
         """Add ``embeddings (B, D)`` with integer ``labels (B,)``; ``is_query=False`` marks
         gallery items of a query/gallery split; optional unique ``ids (B,)``."""
-        emb = _embeddings(embeddings, "embeddings")
-        n, dev = emb.shape[0], emb.device
-        self._store.add(
-            emb=emb,
-            labels=_as_column(labels, n, "labels", dev),
-            is_query=_as_column(is_query, n, "is_query", dev, torch.bool),
-            ids=torch.full((n,), -1, dtype=torch.long, device=dev) if ids is None else _as_column(ids, n, "ids", dev),
-        )
+        self._add_items(embeddings, ids, is_query, labels=labels)
 
     def compute(self, similarity: Any, *, broadcast: bool = False) -> Optional[Dict[str, Any]]:
         """Metrics of :func:`~gssf.evaluation.retrieval_metrics`."""

@@ -25,8 +25,9 @@ from gssf.evaluation.ranking import (
     as_ks,
     as_score_matrix,
     checked_blocks,
-    count_at_least,
-    first_positive_rank,
+    Groups,
+    first_relevant_rank,
+    gather_scores,
     hit_rate,
     matrix_blocks,
     mean_rank,
@@ -39,7 +40,7 @@ DEFAULT_KS = (1, 5, 10)
 
 
 def _check_txt2img(txt2img: Any, num_images: int, num_texts: int) -> Tensor:
-    t2i = as_int_labels(txt2img, "txt2img", num_texts, "the score matrix's text axis (columns)")
+    t2i = as_int_labels(txt2img, "txt2img", num_texts, "the text set (score columns)")
     if t2i.numel() and (int(t2i.min()) < 0 or int(t2i.max()) >= num_images):
         bad = int(torch.nonzero((t2i < 0) | (t2i >= num_images))[0])
         raise ValueError(
@@ -73,18 +74,23 @@ def _ranks_from_blocks(
     lets every block add to the text -> image count (column-wise) without keeping past
     blocks, so memory stays at one block.
     """
+    captions = Groups(txt2img, num_images)
     i2t = torch.empty(num_images, dtype=torch.long)
     t2i = torch.zeros(txt2img.numel(), dtype=torch.long)
     seen = 0
     for start, block in blocks:
-        dev = block.device
-        labels, tgt = txt2img.to(dev), targets.to(dev, block.dtype)
-        rows = torch.arange(start, start + block.shape[0], device=dev)
-        own = labels.unsqueeze(0) == rows.unsqueeze(1)  # (c, M): text j describes image row
-        i2t[start : start + block.shape[0]] = first_positive_rank(block, own).cpu()
-        # Column view: for each text, how many *other* images of this block score >= its image.
-        t2i += count_at_least(block.T, tgt.unsqueeze(1), ~own.T)[:, 0].cpu()
-        seen += block.shape[0]
+        dev, c = block.device, block.shape[0]
+        rows = torch.arange(start, start + c)
+        own = captions.members(rows).to(dev)  # (c, P) the texts of each image row
+        i2t[start : start + c] = first_relevant_rank(block, own).cpu()
+        # Text -> image, column-wise: every image of this block scoring >= the text's own
+        # image counts, minus the own image itself when it is in this block.
+        tgt = targets.to(dev, block.dtype)
+        counts = (block >= tgt.unsqueeze(0)).sum(dim=0, dtype=torch.int32).long()
+        own_hit = (gather_scores(block, own) >= tgt[own.clamp_min(0)]) & (own >= 0)
+        counts.index_add_(0, own[own_hit], torch.full_like(own[own_hit], -1))
+        t2i += counts.cpu()
+        seen += c
     if seen != num_images:
         raise ValueError(f"the score blocks covered {seen} image rows, expected {num_images}")
     return i2t, t2i
@@ -213,7 +219,7 @@ def image_text_metrics_from_embeddings(
         chunk_size: image rows scored at a time; peak memory ~ ``chunk_size x N_texts`` scores.
 
     The own-image score of every text is computed first with ``similarity.pair`` (N_texts
-    pair scores), then one pass over ``similarity.score_chunks`` yields both directions.
+    pair scores, ``chunk_size`` at a time), then one pass over ``similarity.score_chunks`` yields both directions.
     On a similarity whose matrix and pair scores differ by float rounding, a text->image
     rank can differ from the full path only when another image lies within that rounding
     of the true one (a near-tie).
@@ -225,14 +231,21 @@ def image_text_metrics_from_embeddings(
     def ranks(rows: slice, cols: Optional[Tensor], labels: Tensor) -> Tuple[Tensor, Tensor]:
         img = images[rows]
         txt = texts if cols is None else texts.index_select(0, cols.to(texts.device))
-        targets = similarity.pair(img.index_select(0, labels.to(img.device)), txt).detach()
         blocks = checked_blocks(similarity.score_chunks(img, txt, chunk))
-        return _ranks_from_blocks(blocks, labels, _checked_targets(targets), img.shape[0])
+        return _ranks_from_blocks(blocks, labels, _own_image_scores(img, txt, labels, similarity, chunk), img.shape[0])
 
     return _evaluate(int(images.shape[0]), int(texts.shape[0]), txt2img, ks, folds, ranks)
 
 
-def _checked_targets(targets: Tensor) -> Tensor:
+def _own_image_scores(images: Tensor, texts: Tensor, txt2img: Tensor, similarity: Any, chunk: int) -> Tensor:
+    """``(N_texts,)`` score of every text with its own image, ``chunk`` texts at a time
+    (gathering all their images at once would copy ``N_texts x D`` features)."""
+    idx = txt2img.to(images.device)
+    parts = [
+        similarity.pair(images.index_select(0, idx[s : s + chunk]), texts[s : s + chunk]).detach()
+        for s in range(0, texts.shape[0], chunk)
+    ]
+    targets = torch.cat(parts)
     if not bool(torch.isfinite(targets).all()):
         raise ValueError("the similarity returned a non-finite score for some (image, own caption) pair")
     return targets

@@ -26,9 +26,11 @@ from torch import Tensor
 
 __all__ = [
     "Block",
+    "Groups",
     "checked_blocks",
     "count_at_least",
-    "first_positive_rank",
+    "first_relevant_rank",
+    "gather_scores",
     "matrix_blocks",
     "positive_positions",
     "top_relevance",
@@ -152,13 +154,14 @@ def checked_blocks(blocks: Iterable[Tuple[int, Tensor]], name: str = "scores") -
     """Pass blocks through, raising a clear error on the first non-finite score.
 
     NaN has no place in a ranking, and +-inf would collide with the sentinels used below,
-    so both are rejected rather than silently ranked.
+    so both are rejected rather than silently ranked. ``aminmax`` propagates NaN and needs
+    no block-sized temporary (``isfinite`` would allocate several).
     """
     for start, block in blocks:
         block = _float_block(block)
-        finite = torch.isfinite(block)
-        if not bool(finite.all()):
-            bad = torch.nonzero(~finite)[0].tolist()
+        lo, hi = torch.aminmax(block)
+        if not (math.isfinite(float(lo)) and math.isfinite(float(hi))):
+            bad = torch.nonzero(~torch.isfinite(block))[0].tolist()
             value = block[bad[0], bad[1]].item()
             raise ValueError(
                 f"{name} contain a non-finite value ({value}) at row {start + bad[0]}, column {bad[1]}: "
@@ -196,17 +199,6 @@ def count_at_least(values: Tensor, thresholds: Tensor, candidates: Optional[Tens
     return at_least[:, 1:]
 
 
-def first_positive_rank(scores: Tensor, positives: Tensor, candidates: Optional[Tensor] = None) -> Tensor:
-    """0-based rank ``(R,)`` of each row's best relevant item among its candidates.
-
-    ``positives (R, M)`` must be a subset of ``candidates`` (``None`` = all). Rows without a
-    relevant item get the count of all their candidates (callers skip them).
-    """
-    best = scores.masked_fill(~positives, float("-inf")).amax(dim=1, keepdim=True)
-    negatives = ~positives if candidates is None else candidates & ~positives
-    return count_at_least(scores, best, negatives)[:, 0]
-
-
 def positive_positions(scores: Tensor, positives: Tensor, candidates: Tensor) -> Tuple[Tensor, Tensor]:
     """0-based positions of every relevant item in each row's ranked candidate list.
 
@@ -229,26 +221,102 @@ def positive_positions(scores: Tensor, positives: Tensor, candidates: Tensor) ->
     return positions, counts
 
 
-def top_relevance(scores: Tensor, positives: Tensor, candidates: Tensor, k: int) -> Tensor:
-    """Relevance ``(R, k)`` bool of the first ``k`` positions of each row's ranked list.
+class Groups:
+    """Members of each label, looked up per block without a dense (rows x M) mask.
 
-    ``k`` must not exceed any row's number of candidates. A top-k selection picks tied
-    items arbitrarily, so the items tied with the k-th score are rebuilt from counts:
-    under the pessimistic policy the tied non-relevant candidates come first.
+    ``labels (M,)`` non-negative int64 codes of the gallery items.
     """
-    vals, idx = scores.masked_fill(~candidates, float("-inf")).topk(k, dim=1)
-    rel = positives.gather(1, idx)
+
+    def __init__(self, labels: Tensor, num_groups: Optional[int] = None) -> None:
+        n = int(labels.max()) + 1 if labels.numel() else 0
+        g = max(n, num_groups or 0)
+        self.order = torch.argsort(labels, stable=True)
+        self.counts = torch.bincount(labels, minlength=g)
+        self.starts = self.counts.cumsum(0) - self.counts
+
+    def members(self, groups: Tensor) -> Tensor:
+        """``(R, P)`` gallery indices of each row's group, ``-1``-padded; ``groups (R,)``.
+
+        A code outside the table (a query class absent from the gallery) has no member.
+        """
+        inside = (groups >= 0) & (groups < self.counts.numel())
+        safe = torch.where(inside, groups, torch.zeros_like(groups))
+        counts = torch.where(inside, self.counts[safe], torch.zeros_like(safe))
+        p = int(counts.max()) if counts.numel() else 0
+        slot = torch.arange(p, device=groups.device).unsqueeze(0)
+        valid = slot < counts.unsqueeze(1)
+        pos = (self.starts[safe].unsqueeze(1) + slot).clamp_max(max(self.order.numel() - 1, 0))
+        return torch.where(valid, self.order[pos] if p else pos, torch.full_like(pos, -1))
+
+
+def gather_scores(scores: Tensor, idx: Tensor) -> Tensor:
+    """``scores[r, idx[r, p]]`` with ``-inf`` where ``idx`` is ``-1`` padding."""
+    out = scores.gather(1, idx.clamp_min(0))
+    return out.masked_fill(idx < 0, float("-inf"))
+
+
+def first_relevant_rank(scores: Tensor, relevant: Tensor, excluded: Optional[Tensor] = None) -> Tensor:
+    """0-based rank ``(R,)`` of each row's best relevant item among the candidates.
+
+    Args:
+        scores: ``(R, M)`` finite scores.
+        relevant: ``(R, P)`` column indices of the relevant items (``-1`` padding).
+        excluded: ``(R, E)`` columns that are not candidates (e.g. the query itself), disjoint
+            from ``relevant``; ``None`` for none.
+
+    One pass counts every column scoring ``>=`` the best relevant score; the relevant and
+    excluded columns counted in it are then subtracted (a few gathered values), so no
+    ``(R, M)`` mask is built. Rows without a relevant item get meaningless values.
+    """
+    rel = gather_scores(scores, relevant)
+    best = rel.amax(dim=1, keepdim=True) if rel.shape[1] else scores.new_full((scores.shape[0], 1), float("inf"))
+    rank = (scores >= best).sum(dim=1, dtype=torch.int32).long() - (rel >= best).sum(dim=1)
+    if excluded is not None and excluded.shape[1]:
+        rank -= (gather_scores(scores, excluded) >= best).sum(dim=1)
+    return rank
+
+
+def top_relevance(
+    scores: Tensor, query_labels: Tensor, gallery_labels: Tensor, excluded: Optional[Tensor], k: int
+) -> Tensor:
+    """Relevance ``(R, k)`` bool of the first ``k`` positions of each row's ranked candidate list.
+
+    Args:
+        scores: ``(R, M)``; ``query_labels (R,)``; ``gallery_labels (M,)`` (relevant = same label).
+        excluded: ``(R, E)`` non-candidate columns (``-1`` padding) or ``None``.
+        k: list length, at most the number of candidates of every row.
+
+    ``topk`` picks among tied items arbitrarily, so the items tied with the k-th score are
+    rebuilt from counts: under the pessimistic policy the tied non-relevant ones come first.
+    """
+    e = 0 if excluded is None else excluded.shape[1]
+    width = min(k + e + 1, scores.shape[1])  # one spare: tells whether the k-th score's ties end inside
+    vals, idx = scores.topk(width, dim=1)
+    excl = (idx.unsqueeze(2) == excluded.unsqueeze(1)).any(dim=2) if e else torch.zeros_like(idx, dtype=torch.bool)
+    rel = (gallery_labels[idx] == query_labels.unsqueeze(1)) & ~excl
+    keep = torch.sort(excl.to(torch.uint8), dim=1, stable=True).indices[:, :k]  # at most e excluded in the window
+    kv, kr = vals.gather(1, keep), rel.gather(1, keep)
     # Within equal scores put non-relevant first: stable sort on relevance, then on score.
-    by_rel = torch.sort(rel.to(torch.uint8), dim=1, stable=True).indices
-    vals, rel = vals.gather(1, by_rel), rel.gather(1, by_rel)
-    by_score = torch.sort(vals, dim=1, descending=True, stable=True).indices
-    vals, rel = vals.gather(1, by_score), rel.gather(1, by_score)
-    kth = vals[:, -1:]
-    above = (vals > kth).sum(dim=1, keepdim=True)  # items strictly above the k-th score are exact
-    tied_negatives = ((scores == kth) & candidates & ~positives).sum(dim=1, keepdim=True, dtype=torch.int32)
+    by_rel = torch.sort(kr.to(torch.uint8), dim=1, stable=True).indices
+    kv, kr = kv.gather(1, by_rel), kr.gather(1, by_rel)
+    by_score = torch.sort(kv, dim=1, descending=True, stable=True).indices
+    kv, kr = kv.gather(1, by_score), kr.gather(1, by_score)
+    kth = kv[:, -1:]
+    above = (kv > kth).sum(dim=1, keepdim=True)  # items strictly above the k-th score are exact
+    tied_neg = ((vals == kth) & ~rel & ~excl).sum(dim=1, keepdim=True)
+    # Rows whose ties with the k-th score may continue past the window: count over the full row.
+    spill = (vals[:, -1:] == kth).squeeze(1) & (width < scores.shape[1])
+    sp = torch.nonzero(spill).flatten()
+    if sp.numel():
+        t, q = kth[sp], query_labels[sp].unsqueeze(1)
+        full = ((scores[sp] == t) & (gallery_labels.unsqueeze(0) != q)).sum(dim=1, keepdim=True)
+        if e:  # excluded columns counted above are not candidates
+            ex = excluded[sp]
+            hit = (gather_scores(scores[sp], ex) == t) & (gallery_labels[ex.clamp_min(0)] != q) & (ex >= 0)
+            full -= hit.sum(dim=1, keepdim=True)
+        tied_neg[sp] = full
     slot = torch.arange(k, device=scores.device).unsqueeze(0) - above
-    tied_rel = slot >= tied_negatives  # tied slots: negatives first, then relevant items
-    return torch.where(slot >= 0, tied_rel, rel)
+    return torch.where(slot >= 0, slot >= tied_neg, kr)
 
 
 # --------------------------------------------------------------------------- summaries

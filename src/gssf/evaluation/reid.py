@@ -14,7 +14,7 @@ All rates are in percent. Ties follow the pessimistic policy of
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -99,7 +99,12 @@ def reid_metrics_from_blocks(
 ) -> Dict[str, Any]:
     """Re-ID metrics from consecutive query-row blocks ``(start, scores (c, N_gallery))``."""
     cfg = _ReIDInputs(num_query, num_gallery, query_pids, gallery_pids, query_cams, gallery_cams, max_rank, ks, ap)
-    first_hits, ap_sum, inp_sum, valid, seen = [], 0.0, 0.0, 0, 0
+    # Per-query values are kept (O(N_query)) and reduced once at the end, so the result
+    # does not depend on the chunking through float summation order.
+    first_hits: List[Tensor] = []
+    aps: List[Tensor] = []
+    inps: List[Tensor] = []
+    seen = 0
     for start, block in checked_blocks(blocks):
         dev, c = block.device, block.shape[0]
         qp, qc = cfg.qp[start : start + c].to(dev), cfg.qc[start : start + c].to(dev)
@@ -112,13 +117,13 @@ def reid_metrics_from_blocks(
         positions, counts = positions[keep], counts[keep]
         if counts.numel():
             first_hits.append(positions[:, 0].cpu())
-            ap_sum += float(_average_precision(positions, counts, cfg.ap).sum())
+            aps.append(_average_precision(positions, counts, cfg.ap).cpu())
             last = positions.gather(1, (counts - 1).unsqueeze(1)).squeeze(1)
-            inp_sum += float((counts.double() / (last + 1).double()).sum())
-            valid += int(counts.numel())
+            inps.append((counts.double() / (last + 1).double()).cpu())
         seen += c
     if seen != num_query:
         raise ValueError(f"the score blocks covered {seen} query rows, expected {num_query}")
+    valid = sum(int(a.numel()) for a in aps)
     if valid == 0:
         raise ValueError(
             "no query has a true match in the gallery after removing same-identity-same-camera and "
@@ -128,8 +133,8 @@ def reid_metrics_from_blocks(
     hist = torch.bincount(first.clamp_max(cfg.max_rank), minlength=cfg.max_rank + 1)[: cfg.max_rank]
     cmc = (100.0 * hist.cumsum(0).double() / valid).tolist()
     out: Dict[str, Any] = {
-        "mAP": 100.0 * ap_sum / valid,
-        "mINP": 100.0 * inp_sum / valid,
+        "mAP": 100.0 * float(torch.cat(aps).mean()),
+        "mINP": 100.0 * float(torch.cat(inps).mean()),
     }
     for k in cfg.ks:
         out[f"R@{k}"] = 100.0 * float((first < k).double().mean())

@@ -116,7 +116,9 @@ def _csr_pointers(rows: Tensor, num_rows: int) -> Tensor:
     return torch.cat([torch.zeros(1, dtype=torch.long), torch.bincount(rows, minlength=num_rows).cumsum(0)])
 
 
-def _weights(items: _AllItems, ids: Tensor, valid: Tensor, row_max: Tensor, nbr: Tensor, k2: int, chunk: int):
+def _weights(
+    items: _AllItems, ids: Tensor, valid: Tensor, row_max: Tensor, nbr: Tensor, k2: int, chunk: int
+) -> Tuple[Tensor, Tensor, Tensor]:
     """Sparse query-expanded weights ``V`` of every item as sorted (row, col, value) triples."""
     n = items.n
     vals = torch.zeros(ids.shape, dtype=torch.float64)
@@ -224,6 +226,15 @@ def k_reciprocal_rerank(
     return torch.cat(parts, dim=0)
 
 
+def _as_tensor(x: Any) -> Tensor:
+    if isinstance(x, Tensor):
+        return x.detach()
+    arr = np.array(x)  # a copy: memory maps are read-only
+    if arr.ndim != 2:
+        raise ValueError(f"score matrices must be 2-D, got shape {arr.shape}")
+    return torch.from_numpy(arr)
+
+
 def k_reciprocal_rerank_from_scores(
     scores_qg: Any,
     scores_qq: Any,
@@ -241,14 +252,14 @@ def k_reciprocal_rerank_from_scores(
             ``scores_gg (Ng, Ng)``; ``scores_gq (Ng, Nq)`` defaults to ``scores_qg.T``
             (a symmetric similarity).
     """
-    qg, qq, gg = (torch.as_tensor(np.asarray(x)) if not isinstance(x, Tensor) else x.detach() for x in (scores_qg, scores_qq, scores_gg))
+    qg, qq, gg = (_as_tensor(x) for x in (scores_qg, scores_qq, scores_gg))
     nq, ng = qg.shape
     if qq.shape != (nq, nq) or gg.shape != (ng, ng):
         raise ValueError(
             f"score shapes disagree: query x gallery {tuple(qg.shape)} needs query x query ({nq}, {nq}) and "
             f"gallery x gallery ({ng}, {ng}), got {tuple(qq.shape)} and {tuple(gg.shape)}"
         )
-    gq = qg.T if scores_gq is None else torch.as_tensor(np.asarray(scores_gq))
+    gq = qg.T if scores_gq is None else _as_tensor(scores_gq)
     if gq.shape != (ng, nq):
         raise ValueError(f"scores_gq must be ({ng}, {nq}), got {tuple(gq.shape)}")
     dtype = torch.float64 if torch.float64 in (qg.dtype, qq.dtype, gg.dtype) else torch.float32

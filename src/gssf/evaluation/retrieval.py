@@ -14,7 +14,7 @@ policy of :mod:`gssf.evaluation.ranking`.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -26,7 +26,8 @@ from gssf.evaluation.ranking import (
     as_score_matrix,
     checked_blocks,
     encode_labels,
-    first_positive_rank,
+    Groups,
+    first_relevant_rank,
     matrix_blocks,
     top_relevance,
 )
@@ -69,31 +70,41 @@ def retrieval_metrics_from_blocks(
     if per_query < 1:
         raise ValueError("leave-one-out needs at least two items")
     ks = as_ks(ks, per_query, "the candidates per query")
-    firsts, map_r, r_prec, valid, seen = [], 0.0, 0.0, 0, 0
+    # Per-query values are reduced once at the end: results do not depend on the chunking.
+    firsts: List[Tensor] = []
+    map_r: List[Tensor] = []
+    r_prec: List[Tensor] = []
+    seen = 0
+    groups = Groups(gl)
     for start, block in checked_blocks(blocks):
         dev, c = block.device, block.shape[0]
-        candidates = torch.ones_like(block, dtype=torch.bool)
-        if loo:
-            rows = torch.arange(c, device=dev)
-            candidates[rows, rows + start] = False  # the query itself, by index
-        relevant = (gl.to(dev).unsqueeze(0) == ql[start : start + c].to(dev).unsqueeze(1)) & candidates
-        r = relevant.sum(dim=1)
+        rows = torch.arange(start, start + c)
+        q = ql[rows]
+        relevant = groups.members(q)  # (c, P) gallery items of the query's class
+        excluded = None
+        if loo:  # the query itself, by index: never a candidate, never relevant
+            relevant = relevant.masked_fill(relevant == rows.unsqueeze(1), -1)
+            excluded = rows.unsqueeze(1)
+        r = (relevant >= 0).sum(dim=1)
         keep = r > 0
         seen += c
         if not bool(keep.any()):
             continue
-        block, relevant, candidates, r = block[keep], relevant[keep], candidates[keep], r[keep]
-        firsts.append(first_positive_rank(block, relevant, candidates).cpu())
-        rel = top_relevance(block, relevant, candidates, int(r.max())).double()
+        if not bool(keep.all()):
+            block, relevant, q, r = block[keep.to(dev)], relevant[keep], q[keep], r[keep]
+            excluded = None if excluded is None else excluded[keep]
+        relevant, q, r = relevant.to(dev), q.to(dev), r.to(dev)
+        excluded = None if excluded is None else excluded.to(dev)
+        firsts.append(first_relevant_rank(block, relevant, excluded).cpu())
+        rel = top_relevance(block, q, gl.to(dev), excluded, int(r.max())).double()
         pos = torch.arange(1, rel.shape[1] + 1, device=dev, dtype=torch.float64)
-        within_r = pos.unsqueeze(0) <= r.unsqueeze(1)
-        rel = rel * within_r
+        rel = rel * (pos.unsqueeze(0) <= r.unsqueeze(1))
         precision = rel.cumsum(dim=1) / pos
-        map_r += float(((precision * rel).sum(dim=1) / r).sum())
-        r_prec += float((rel.sum(dim=1) / r).sum())
-        valid += int(r.numel())
+        map_r.append(((precision * rel).sum(dim=1) / r).cpu())
+        r_prec.append((rel.sum(dim=1) / r).cpu())
     if seen != num_query:
         raise ValueError(f"the score blocks covered {seen} query rows, expected {num_query}")
+    valid = sum(int(t.numel()) for t in map_r)
     if valid == 0:
         raise ValueError(
             "no query has a relevant item (every class has a single item"
@@ -102,8 +113,8 @@ def retrieval_metrics_from_blocks(
         )
     first = torch.cat(firsts)
     out: Dict[str, Any] = {f"R@{k}": 100.0 * float((first < k).double().mean()) for k in ks}
-    out["MAP@R"] = 100.0 * map_r / valid
-    out["R-Precision"] = 100.0 * r_prec / valid
+    out["MAP@R"] = 100.0 * float(torch.cat(map_r).mean())
+    out["R-Precision"] = 100.0 * float(torch.cat(r_prec).mean())
     out["num_valid_queries"] = valid
     return out
 

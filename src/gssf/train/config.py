@@ -166,7 +166,7 @@ class LoopConfig:
     precision: str = _f("fp32", "autocast precision of the towers; scores are always fp32", ("fp32", "bf16"))
     device: str = _f("auto", "device: auto (cuda if available), cpu, cuda", ("auto", "cpu", "cuda"))
     num_threads: int = _f(0, "torch CPU threads (0 = leave torch's default)")
-    deterministic: bool = _f(True, "use deterministic algorithms (torch.use_deterministic_algorithms)")
+    deterministic: bool = _f(True, "deterministic algorithms on CUDA (CPU kernels already are, for a fixed thread count)")
     tensorboard: bool = _f(False, "also write TensorBoard events into the run folder (needs tensorboard)")
     max_steps_per_epoch: int = _f(0, "stop each epoch after this many steps (0 = full epoch; for smoke runs)")
 
@@ -261,6 +261,12 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             raise bad
         return value
     if tp is float:
+        if isinstance(value, str):
+            # YAML 1.1 reads ``1e-4`` (no dot) as a string; accept it as the number it means.
+            try:
+                return float(value)
+            except ValueError:
+                raise bad from None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise bad
         return float(value)

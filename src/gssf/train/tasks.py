@@ -71,6 +71,18 @@ def _call_with_supported(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> A
 def load_split(cfg: TrainConfig, split: str, raw: bool = False, progress: bool = False) -> SplitData:
     """Features (and, with ``raw``, the dataset itself) of ``split`` as described by ``cfg.data``."""
     d = cfg.data
+    modalities = {"image", "text"} if d.task == "image_text" else {"image"}
+    finetuned = {"both": {"image", "text"}, "none": set()}.get(cfg.model.finetune, {cfg.model.finetune})
+    if raw and modalities <= finetuned:  # every tower runs its encoder: no cached features needed
+        from gssf import data as gdata
+
+        ds = gdata.load(d.dataset, split=split, root=d.root)
+        return SplitData(
+            txt2img=_as_tensor(getattr(ds, "txt2img", None), torch.long),
+            labels=_as_tensor(getattr(ds, "labels", None), torch.long),
+            cams=_as_tensor(getattr(ds, "cams", None), torch.long),
+            dataset=ds,
+        )
     if d.features_file is not None:
         from gssf.features import load_features_file
 
@@ -224,7 +236,8 @@ class Task:
             from gssf import encoders
 
             name = self.cfg.data.image_encoder if modality == "image" else self.cfg.data.text_encoder
-            enc = _call_with_supported(encoders.create, name, resolution=self.cfg.data.resolution)
+            kw = {"resolution": self.cfg.data.resolution} if modality == "image" else {}
+            enc = encoders.create(name, device=self.device, **kw)
             self.encoders[modality] = enc
         return self.encoders[modality]
 

@@ -1,0 +1,266 @@
+"""Benchmark: streaming vs full-matrix evaluation, wall time and peak memory.
+
+Cases (issue 3):
+* image-text: 5,000 images x 25,000 texts (5 captions each), D = 1024 (COCO 5K size);
+* retrieval: 60,000-item leave-one-out (1,000 classes of 60), D = 128.
+
+Every (case, path) runs in a fresh subprocess. Peak memory is the process's peak
+resident set size (``getrusage(RUSAGE_SELF).ru_maxrss``) minus its resident size just
+before the evaluation, once the embeddings exist: the memory the evaluation itself adds
+(score matrix, blocks, temporaries, the similarity's workspace). Both paths use the
+``dot`` similarity on L2-normalised embeddings (cosine scores without a normalised copy
+of the gallery, which would count the same in both paths). ``Similarity._validate``
+checks inputs with ``torch.isfinite``, which briefly allocates ``|x|`` and boolean copies
+of the whole gallery (~170 MB for 25,000 x 1024); an extra image-text row uses a ``dot``
+whose check is a reduction (``aminmax``), to show the evaluation's own footprint.
+
+The full 60,000 x 60,000 float32 matrix is 14.4 GB; that path runs only when the
+machine has enough available memory (``--full-loo auto``), else its memory is reported
+as computed (matrix bytes) and the JSON says so.
+
+Usage::
+
+    python benchmarks/evaluation.py                # full benchmark, a few minutes on 2 cores
+    python benchmarks/evaluation.py --quick        # small sizes, seconds (a smoke run)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+RESULTS = Path(__file__).resolve().parent / "results" / "evaluation.json"
+
+SIZES = {
+    "full": {
+        "image_text": {"images": 5000, "captions": 5, "dim": 1024, "chunk": 256},
+        "retrieval": {"items": 60000, "classes": 1000, "dim": 128, "chunk": 1024},
+    },
+    "quick": {
+        "image_text": {"images": 500, "captions": 5, "dim": 256, "chunk": 64},
+        "retrieval": {"items": 4000, "classes": 100, "dim": 64, "chunk": 512},
+    },
+}
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _peak_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
+def _available_bytes() -> int:
+    with open("/proc/meminfo") as fh:
+        for line in fh:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _unit_rows(n: int, dim: int, seed: int):
+    """``(n, dim)`` random unit rows, built in place (no transient copy that would inflate the peak)."""
+    import torch
+
+    x = torch.randn(n, dim, generator=torch.Generator().manual_seed(seed))
+    x.div_(x.norm(dim=1, keepdim=True))
+    return x
+
+
+def _similarity(variant: str) -> Any:
+    """``dot``, or ``dot`` whose input check needs no temporaries (see the module docstring)."""
+    import math
+
+    import torch
+
+    import gssf
+    from gssf.similarity.baselines import DotProductSimilarity
+
+    if variant == "dot":
+        return gssf.create_similarity("dot")
+
+    class LowMemoryCheckDot(DotProductSimilarity):
+        # Same scores and the same rejection of NaN/inf inputs, but checked with a reduction
+        # instead of torch.isfinite, which builds |x| and two boolean copies of the gallery.
+        def _validate(self, t: "torch.Tensor", what: str) -> None:
+            lo, hi = torch.aminmax(t)
+            if not (math.isfinite(float(lo)) and math.isfinite(float(hi))):
+                super()._validate(t, what)
+
+    return LowMemoryCheckDot()
+
+
+def _worker(case: str, path: str, chunk: int, variant: str, size: Dict[str, int]) -> Dict[str, Any]:
+    """Run one configuration and return time, memory and the metrics."""
+    import torch
+
+    from gssf.evaluation import (
+        image_text_metrics,
+        image_text_metrics_from_embeddings,
+        retrieval_metrics,
+        retrieval_metrics_from_embeddings,
+    )
+
+    sim = _similarity(variant)
+    if case == "image_text":
+        n, per, d = size["images"], size["captions"], size["dim"]
+        images = _unit_rows(n, d, 0)
+        texts = _unit_rows(n * per, d, 1)
+        txt2img = torch.arange(n).repeat_interleave(per)
+        for s in range(0, texts.shape[0], 4096):  # captions near their image, a block at a time
+            texts[s : s + 4096].mul_(0.9).add_(images[txt2img[s : s + 4096]], alpha=0.25)
+        texts.div_(texts.norm(dim=1, keepdim=True))
+        rows, cols = n, n * per
+    else:
+        n, classes, d = size["items"], size["classes"], size["dim"]
+        labels = torch.arange(n) % classes
+        items = _unit_rows(n, d, 2)
+        centers = _unit_rows(classes, d, 3)
+        for s in range(0, n, 4096):
+            items[s : s + 4096].mul_(0.8).add_(centers[labels[s : s + 4096]], alpha=0.35)
+        items.div_(items.norm(dim=1, keepdim=True))
+        rows = cols = n
+    sim(torch.randn(8, d), torch.randn(8, d))  # warm up BLAS threads before the baseline
+    before, peak_setup = _rss_bytes(), _peak_bytes()
+    load = os.getloadavg()[0]
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        if case == "image_text" and path == "full":
+            metrics = image_text_metrics(sim(images, texts), txt2img)
+        elif case == "image_text":
+            metrics = image_text_metrics_from_embeddings(images, texts, txt2img, sim, chunk_size=chunk)
+        elif path == "full":
+            metrics = retrieval_metrics(sim(items, items), labels)
+        else:
+            metrics = retrieval_metrics_from_embeddings(items, sim, labels, chunk_size=chunk)
+    seconds = time.perf_counter() - t0
+    peak = _peak_bytes()
+    return {
+        "seconds": seconds,
+        "peak_extra_bytes": max(0, peak - before),
+        "setup_peak_exceeds_baseline": peak_setup > before,  # True would make peak_extra a lower bound
+        "matrix_bytes": rows * cols * 4,
+        "load_average_1min": [load, os.getloadavg()[0]],  # other processes on the machine distort timings
+        "metrics": metrics,
+    }
+
+
+def _run_subprocess(case: str, path: str, chunk: int, variant: str, quick: bool) -> Dict[str, Any]:
+    cmd = [sys.executable, __file__, "--worker", case, path, str(chunk), variant] + (["--quick"] if quick else [])
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{case}/{path} failed:\n{proc.stderr}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _mb(b: float) -> float:
+    return b / 2**20
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
+    parser.add_argument("--full-loo", choices=("auto", "run", "skip"), default="auto",
+                        help="run the full-matrix leave-one-out path (needs ~1.25x the matrix in free RAM)")
+    parser.add_argument("--json", default=str(RESULTS), help="where to write the results")
+    parser.add_argument("--worker", nargs=4, metavar=("CASE", "PATH", "CHUNK", "VARIANT"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    sizes = SIZES["quick" if args.quick else "full"]
+    if args.worker:
+        case, path, chunk, variant = args.worker
+        print(json.dumps(_worker(case, path, int(chunk), variant, sizes[case])))
+        return 0
+
+    import torch
+
+    report: Dict[str, Any] = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+        "method": "each configuration in a fresh subprocess; peak = ru_maxrss - RSS before the evaluation "
+        "(embeddings already built); the full path includes computing the score matrix",
+        "similarity": "dot on L2-normalised embeddings (= cosine scores)",
+        "cases": {},
+    }
+    rows = []
+    for case, size in sizes.items():
+        entry: Dict[str, Any] = {"size": size, "runs": []}
+        main_chunk = size["chunk"]
+        configs = [("streaming", main_chunk, "dot")]
+        if case == "image_text":  # the chunk-size trade-off, and the similarity's input check
+            configs += [("streaming", main_chunk // 2, "dot"), ("streaming", main_chunk * 2, "dot"),
+                        ("streaming", main_chunk, "dot_lowmem_check")]
+        matrix_bytes = size.get("images", 0) * size.get("captions", 0) * 4 or size.get("items", 0) ** 2 * 4
+        run_full = case != "retrieval" or args.full_loo == "run" or (
+            args.full_loo == "auto" and _available_bytes() > 1.25 * matrix_bytes
+        )
+        if run_full:
+            configs.insert(0, ("full", 0, "dot"))
+        results = {}
+        for path, chunk, variant in configs:
+            r = _run_subprocess(case, path, chunk, variant, args.quick)
+            results[(path, chunk, variant)] = r
+            run = {"path": path, "chunk_size": chunk or None, "similarity": variant, "seconds": r["seconds"],
+                   "peak_extra_mb": _mb(r["peak_extra_bytes"]), "measured": True,
+                   "peak_over_full_matrix": r["peak_extra_bytes"] / r["matrix_bytes"],
+                   "setup_peak_exceeds_baseline": r["setup_peak_exceeds_baseline"],
+                   "load_average_1min": r["load_average_1min"]}
+            entry["runs"].append(run)
+            matrix_bytes = r["matrix_bytes"]
+        entry["full_matrix_float32_mb"] = _mb(matrix_bytes)
+        full = results.get(("full", 0, "dot"))
+        if full is None:
+            entry["runs"].insert(0, {"path": "full", "chunk_size": None, "similarity": "dot", "seconds": None,
+                                     "peak_extra_mb": _mb(matrix_bytes), "measured": False,
+                                     "peak_over_full_matrix": 1.0,
+                                     "note": "not run: not enough free memory; peak is the matrix size as computed"})
+        stream = results[("streaming", main_chunk, "dot")]
+        entry["headline"] = {
+            "streaming_chunk_size": main_chunk,
+            "streaming_peak_over_full_matrix": stream["peak_extra_bytes"] / matrix_bytes,
+            "streaming_time_over_full_time": stream["seconds"] / full["seconds"] if full else None,
+            "streaming_peak_over_full_peak": stream["peak_extra_bytes"] / full["peak_extra_bytes"] if full else None,
+            "metrics_equal": all(r["metrics"] == stream["metrics"] for r in results.values()),
+        }
+        entry["metrics"] = stream["metrics"]
+        report["cases"][case] = entry
+        rows.append((case, entry))
+
+    header = f"{'case':<11} {'path':<10} {'chunk':>6} {'similarity':<17} {'time s':>7} {'peak MB':>8} {'peak/matrix':>11}"
+    print(header)
+    print("-" * len(header))
+    for case, e in rows:
+        for r in e["runs"]:
+            t = f"{r['seconds']:.1f}" if r["seconds"] is not None else "n/a"
+            note = "" if r["measured"] else "  (not run: computed)"
+            print(f"{case:<11} {r['path']:<10} {str(r['chunk_size'] or '-'):>6} {r['similarity']:<17} {t:>7} "
+                  f"{r['peak_extra_mb']:>8.0f} {r['peak_over_full_matrix']:>11.1%}{note}")
+        h = e["headline"]
+        ratio = f"{h['streaming_time_over_full_time']:.2f}x" if h["streaming_time_over_full_time"] else "n/a"
+        print(f"  -> {case}: matrix {e['full_matrix_float32_mb']:.0f} MB; streaming (chunk {h['streaming_chunk_size']}) "
+              f"peak {h['streaming_peak_over_full_matrix']:.1%} of the matrix, time {ratio} the full path; "
+              f"same metrics: {h['metrics_equal']}")
+    out = Path(args.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    from gssf.utils.io import atomic_write_json
+
+    atomic_write_json(out, report)
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

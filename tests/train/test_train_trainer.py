@@ -1,0 +1,133 @@
+"""The trainer on synthetic cached features: learning, determinism, outputs, optimizer groups."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import gssf
+from gssf.train import load_config, run
+from gssf.train.trainer import Trainer, build_param_groups
+from train_synthetic import tiny_config, write_features, write_unimodal_features
+
+
+@pytest.fixture(scope="module")
+def features(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return write_features(tmp_path_factory.mktemp("feats"))
+
+
+def test_training_learns_and_writes_the_run_folder(features: str, tmp_path: Path) -> None:
+    cfg = tiny_config(features, "train.epochs=6")
+    res = run(cfg, tmp_path / "run", progress=False)
+    hist = res["history"]
+    assert len(hist) == 6
+    assert hist[-1]["train_loss"] < 0.6 * hist[0]["train_loss"]
+    # 40 test images: chance R@1 is 2.5%.
+    assert res["test"]["t2i_R@1"] > 40 and res["test"]["i2t_R@1"] > 40
+    assert res["val"]["rsum"] == max(h["val"]["rsum"] for h in hist)
+    assert res["params"] == gssf.create_similarity("gssf", dim=16, num_blocks=4).num_parameters
+    assert res["train_seconds"] > 0
+    run_dir = tmp_path / "run"
+    # the resolved config is written, commented, and loads back to the same config
+    text = (run_dir / "config.yaml").read_text()
+    assert "# size of the joint embedding" in text
+    assert load_config(run_dir / "config.yaml") == cfg
+    # the JSONL log: train records with loss and lr per group, validation per epoch, test at the end
+    records = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    events = [r["event"] for r in records]
+    assert events[0] == "start" and events[-1] == "end"
+    train = [r for r in records if r["event"] == "train"]
+    assert train and {"loss", "lr", "step", "epoch"} <= set(train[0])
+    assert set(train[0]["lr"]) == {"heads", "heads_no_decay", "similarity", "loss"}
+    epochs = [r for r in records if r["event"] == "epoch"]
+    assert [r["epoch"] for r in epochs] == list(range(1, 7)) and all("rsum" in r["val"] for r in epochs)
+    assert [r for r in records if r["event"] == "test"][0]["metrics"] == res["test"]
+    assert json.loads((run_dir / "results.json").read_text()) == res
+    for name in ("last.safetensors", "last.json", "last.state.pt", "best.safetensors", "best.json"):
+        assert (run_dir / "checkpoints" / name).is_file()
+
+
+def test_two_runs_with_one_seed_are_identical(features: str, tmp_path: Path) -> None:
+    cfg = tiny_config(features, "train.epochs=2", "model.head=mlp", "model.hidden_dim=32", "model.dropout=0.1")
+    a = run(cfg, tmp_path / "a", progress=False)
+    b = run(cfg, tmp_path / "b", progress=False)
+    strip = lambda r: [{k: v for k, v in h.items() if k != "seconds"} for h in r["history"]]  # noqa: E731
+    assert strip(a) == strip(b)
+    assert a["test"] == b["test"] and a["val"] == b["val"]
+    c = run(tiny_config(features, "train.epochs=2", "model.head=mlp", "model.hidden_dim=32",
+                        "model.dropout=0.1", "train.seed=1"), tmp_path / "c", progress=False)
+    assert strip(c) != strip(a)
+
+
+def test_similarity_has_its_own_learning_rate_and_weight_decay(features: str, tmp_path: Path) -> None:
+    cfg = tiny_config(features, "optim.lr=0.003", "optim.weight_decay=0.01", "optim.similarity_lr=0.05",
+                      "optim.similarity_weight_decay=0.2", "optim.loss_lr=0.5", "optim.scheduler=constant")
+    trainer = Trainer(cfg, tmp_path / "run", progress=False)
+    groups = {g["name"]: g for g in trainer.optimizer.param_groups}
+    assert set(groups) == {"heads", "heads_no_decay", "similarity", "loss"}
+    sim_ids = {id(p) for p in trainer.model.similarity.parameters()}
+    assert {id(p) for p in groups["similarity"]["params"]} == sim_ids
+    assert (groups["similarity"]["lr"], groups["similarity"]["weight_decay"]) == (0.05, 0.2)
+    assert (groups["heads"]["lr"], groups["heads"]["weight_decay"]) == (0.003, 0.01)
+    assert groups["heads_no_decay"]["weight_decay"] == 0.0 and all(p.ndim == 1 for p in groups["heads_no_decay"]["params"])
+    assert groups["loss"]["params"] == [trainer.criterion.log_tau] and groups["loss"]["lr"] == 0.5
+    # every trainable parameter is in exactly one group
+    all_ids = [id(p) for g in trainer.optimizer.param_groups for p in g["params"]]
+    expected = {id(p) for p in list(trainer.model.parameters()) + list(trainer.criterion.parameters())}
+    assert len(all_ids) == len(set(all_ids)) and set(all_ids) == expected
+    # a cosine model has no similarity group
+    cos = Trainer(tiny_config(features, "similarity.name=cosine", "similarity.kwargs={}"), tmp_path / "c", progress=False)
+    assert "similarity" not in {g["name"] for g in cos.optimizer.param_groups}
+    assert build_param_groups(cos.model, cos.criterion, cos.cfg.optim)[0]["name"] == "heads"
+
+
+def test_hinge_loss_and_warmup_to_hardest_negatives(features: str, tmp_path: Path) -> None:
+    cfg = tiny_config(features, "loss.name=hinge", "loss.hardest_after_epochs=1", "train.epochs=3")
+    res = run(cfg, tmp_path / "run", progress=False)
+    assert res["test"]["rsum"] > 150
+
+
+def test_bf16_autocast_runs_with_fp32_scores(features: str, tmp_path: Path) -> None:
+    cfg = tiny_config(features, "train.precision=bf16", "train.epochs=2")
+    trainer = Trainer(cfg, tmp_path / "run", progress=False)
+    seen = []
+    sim = trainer.model.similarity
+    hook = sim.register_forward_hook(lambda m, inp, out: seen.append((inp[0].dtype, out.dtype)))
+    res = trainer.fit()
+    hook.remove()
+    assert seen and all(i == torch.bfloat16 for i, _ in seen[:3])  # training: bf16 embeddings in
+    assert all(o == torch.float32 for _, o in seen)  # ...fp32 scores out
+    assert res["test"]["rsum"] > 100
+
+
+def test_retrieval_task_with_triplet_and_id_losses(tmp_path: Path) -> None:
+    pattern = write_unimodal_features(tmp_path / "uni")
+    cfg = tiny_config(pattern, "data.task=retrieval", "loss.name=triplet+id_ce", "loss.weights={id_ce: 0.5}",
+                      "train.sampler=pk", "train.pk_instances=3", "train.batch_size=12", "train.epochs=10",
+                      "optim.lr=0.02")
+    res = run(cfg, tmp_path / "run", progress=False)
+    # Unseen test classes; the untrained model (raw features, cosine) reaches R@1 19.4.
+    assert res["metric"] == "R@1" and res["test"]["R@1"] > 35
+
+
+def test_reid_task_uses_query_and_gallery_splits(tmp_path: Path) -> None:
+    pattern = write_unimodal_features(tmp_path / "uni")
+    cfg = tiny_config(pattern, "data.task=reid", "loss.name=triplet", "train.epochs=10", "train.batch_size=16",
+                      "optim.lr=0.02")
+    res = run(cfg, tmp_path / "run", progress=False)
+    assert res["metric"] == "mAP" and {"mAP", "R@1"} <= set(res["test"])
+    assert res["test"]["mAP"] > 32  # untrained: 22.7
+
+
+def test_run_folder_is_not_overwritten(features: str, tmp_path: Path) -> None:
+    cfg = tiny_config(features, "train.epochs=1", "eval.test=false")
+    res = run(cfg, tmp_path / "run", progress=False)
+    assert res["test"] is None
+    with pytest.raises(ValueError, match="--resume"):
+        run(cfg, tmp_path / "run", progress=False)
+    with pytest.raises(FileNotFoundError, match="nothing to resume"):
+        run(cfg, tmp_path / "other", progress=False, resume=True)
+    with pytest.raises(ValueError, match="different config: train.epochs"):
+        run(tiny_config(features, "train.epochs=2", "eval.test=false"), tmp_path / "run", progress=False, resume=True)
