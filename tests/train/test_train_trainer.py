@@ -131,3 +131,22 @@ def test_run_folder_is_not_overwritten(features: str, tmp_path: Path) -> None:
         run(cfg, tmp_path / "other", progress=False, resume=True)
     with pytest.raises(ValueError, match="different config: train.epochs"):
         run(tiny_config(features, "train.epochs=2", "eval.test=false"), tmp_path / "run", progress=False, resume=True)
+
+
+def test_optional_tensorboard_events(features: str, tmp_path: Path) -> None:
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run(tiny_config(features, "train.epochs=2", "train.tensorboard=true"), tmp_path / "run", progress=False)
+    acc = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    assert {"train/loss", "train/lr_similarity", "val/rsum", "test/rsum"} <= tags
+    assert len(acc.Scalars("val/rsum")) == 2
+
+
+def test_progress_bars_do_not_change_results(features: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    cfg = tiny_config(features, "train.epochs=1")
+    quiet = run(cfg, tmp_path / "a", progress=False)
+    shown = run(cfg, tmp_path / "b", progress=True)
+    assert quiet["test"] == shown["test"]

@@ -10,7 +10,8 @@ collective. Every rank must call it; embeddings of all ranks are gathered (varia
 sizes allowed), rank 0 computes, and the other ranks get ``None`` -- or the same dict
 when ``broadcast=True``. Samplers that pad ranks with repeated samples
 (``DistributedSampler``) create duplicates: pass ``ids`` (unique sample ids) to
-``update`` and each id is kept once, in id order, whatever the gathering order.
+``update`` and each id is kept once, in id order, whatever the gathering order. With
+NCCL, give every rank at least one batch (an empty rank has no device to gather on).
 """
 from __future__ import annotations
 

@@ -219,10 +219,10 @@ def image_text_metrics_from_embeddings(
         chunk_size: image rows scored at a time; peak memory ~ ``chunk_size x N_texts`` scores.
 
     The own-image score of every text is computed first with ``similarity.pair`` (N_texts
-    pair scores, ``chunk_size`` at a time), then one pass over ``similarity.score_chunks`` yields both directions.
-    On a similarity whose matrix and pair scores differ by float rounding, a text->image
-    rank can differ from the full path only when another image lies within that rounding
-    of the true one (a near-tie).
+    pair scores, in batches of about one block's memory), then one pass over
+    ``similarity.score_chunks`` yields both directions. On a similarity whose matrix and
+    pair scores differ by float rounding, a text->image rank can differ from the full path
+    only when another image lies within that rounding of the true one (a near-tie).
     """
     chunk = as_chunk_size(chunk_size)
     if images.dim() != 2 or texts.dim() != 2:
@@ -238,12 +238,18 @@ def image_text_metrics_from_embeddings(
 
 
 def _own_image_scores(images: Tensor, texts: Tensor, txt2img: Tensor, similarity: Any, chunk: int) -> Tensor:
-    """``(N_texts,)`` score of every text with its own image, ``chunk`` texts at a time
-    (gathering all their images at once would copy ``N_texts x D`` features)."""
+    """``(N_texts,)`` score of every text with its own image.
+
+    Pairs go in batches holding about as many features as one ``chunk x N_texts`` score
+    block (gathering every text's image at once would copy ``N_texts x D`` features; tiny
+    batches would spend their time in per-call overhead).
+    """
     idx = txt2img.to(images.device)
+    n = texts.shape[0]
+    batch = max(chunk, chunk * n // max(int(texts.shape[1]), 1))
     parts = [
-        similarity.pair(images.index_select(0, idx[s : s + chunk]), texts[s : s + chunk]).detach()
-        for s in range(0, texts.shape[0], chunk)
+        similarity.pair(images.index_select(0, idx[s : s + batch]), texts[s : s + batch]).detach()
+        for s in range(0, n, batch)
     ]
     targets = torch.cat(parts)
     if not bool(torch.isfinite(targets).all()):

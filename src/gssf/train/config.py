@@ -83,8 +83,17 @@ class DataConfig:
     text_encoder: str = _f("minilm", "text encoder whose cached features are used (or fine-tuned)")
     resolution: int = _f(224, "image resolution given to the image encoder")
     train_split: str = _f("train", "split used for training")
-    val_split: str = _f("val", "split used for model selection")
-    test_split: str = _f("test", "split evaluated with the selected checkpoint at the end")
+    val_split: Optional[str] = _f(
+        "val", "split used for model selection (null: no validation, the last epoch is tested; reid: see test_split)"
+    )
+    test_split: str = _f(
+        "test",
+        "split evaluated with the selected checkpoint at the end (reid: split S is the pair S-query / S-gallery; "
+        "QUERY/GALLERY names the pair, e.g. query/gallery)",
+    )
+    max_train_items: int = _f(
+        0, "uni-modal: train on a fixed random subset of this many training items, the same for every seed (0 = all)"
+    )
 
 
 @dataclass
@@ -182,6 +191,10 @@ class EvalConfig:
     chunk_size: int = _f(1024, "query rows scored at a time")
     batch_size: int = _f(1024, "items embedded at a time")
     test: bool = _f(True, "evaluate the test split with the selected checkpoint at the end")
+    rerank: bool = _f(False, "reid: also report k-reciprocal re-ranked metrics (rerank_ keys) from the learned similarity")
+    rerank_k1: int = _f(20, "reid re-ranking: k1 (k-reciprocal neighbours)")
+    rerank_k2: int = _f(6, "reid re-ranking: k2 (query expansion neighbours)")
+    rerank_lambda: float = _f(0.3, "reid re-ranking: weight of the original distance against the Jaccard distance")
 
 
 @dataclass
@@ -383,9 +396,8 @@ def _preset_dirs() -> List[Path]:
     env = os.environ.get(PRESET_DIR_ENV)
     if env:
         dirs += [Path(p) for p in env.split(os.pathsep) if p]
-    here = Path(__file__).resolve()
-    dirs.append(here.parents[3] / "configs")  # repository checkout (src layout)
-    dirs.append(here.parents[1] / "configs")  # installed package data
+    # Presets ship inside the package (src/gssf/configs); the repository's configs/ links there.
+    dirs.append(Path(__file__).resolve().parents[1] / "configs")
     return [d for d in dirs if d.is_dir()]
 
 
@@ -499,6 +511,28 @@ def _validate(cfg: TrainConfig) -> None:
         raise ValueError(f"config key 'eval.ks' must be a non-empty list of positive integers, got {e.ks}")
     if e.folds is not None and e.folds <= 0:
         raise ValueError(f"config key 'eval.folds' must be positive or null, got {e.folds}")
+    if d.max_train_items < 0:
+        raise ValueError(f"config key 'data.max_train_items' must be >= 0, got {d.max_train_items}")
+    if d.max_train_items and d.task == "image_text":
+        raise ValueError("config key 'data.max_train_items' is for the uni-modal tasks (reid, retrieval)")
+    if d.task == "reid":
+        from gssf.train.tasks import reid_pair
+
+        for key, split in (("data.val_split", d.val_split), ("data.test_split", d.test_split)):
+            if split is not None:
+                try:
+                    reid_pair(split)
+                except ValueError as exc:
+                    raise ValueError(f"config key {key!r}: {exc}") from None
+    if e.rerank:
+        if d.task != "reid":
+            raise ValueError(f"config key 'eval.rerank' is for task reid, not {d.task!r}")
+        if e.rerank_k1 < 1:
+            raise ValueError(f"config key 'eval.rerank_k1' must be positive, got {e.rerank_k1}")
+        if not 1 <= e.rerank_k2 <= e.rerank_k1 + 1:
+            raise ValueError(f"config key 'eval.rerank_k2' must be in [1, rerank_k1 + 1], got {e.rerank_k2}")
+        if not 0.0 <= e.rerank_lambda <= 1.0:
+            raise ValueError(f"config key 'eval.rerank_lambda' must be in [0, 1], got {e.rerank_lambda}")
     # Losses must match the task's input convention.
     from gssf.losses import get_loss_class
 

@@ -6,8 +6,10 @@
 * ``retrieval``: items are images with class labels; leave-one-out evaluation with
   :func:`gssf.evaluation.retrieval_metrics_from_embeddings` (R@1).
 * ``reid``: items are images with identity labels; split ``S`` is evaluated with the
-  splits ``S-query`` and ``S-gallery`` through
-  :func:`gssf.evaluation.reid_metrics_from_embeddings` (mAP).
+  splits ``S-query`` and ``S-gallery`` (or the pair ``QUERY/GALLERY`` named explicitly,
+  e.g. ``query/gallery`` for Market-1501) through
+  :func:`gssf.evaluation.reid_metrics_from_embeddings` (mAP), optionally with
+  k-reciprocal re-ranking computed from the learned similarity (``rerank_`` keys).
 
 A task turns config into explicit arguments of library functions; the library functions
 themselves (heads, losses, evaluators) never see the config.
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -29,7 +31,10 @@ from gssf.train.config import TrainConfig
 from gssf.train.distributed import all_gather_nograd, all_gather_with_grad
 from gssf.train.samplers import PKBatchSampler, RandomBatchSampler
 
-__all__ = ["SplitData", "Task", "ImageTextTask", "UniModalTask", "make_task", "LossSum", "EncoderModule"]
+__all__ = [
+    "SplitData", "Task", "ImageTextTask", "UniModalTask", "make_task", "LossSum", "EncoderModule", "reid_pair",
+    "subset_indices",
+]  # fmt: skip
 
 
 # --------------------------------------------------------------------------- data
@@ -68,15 +73,87 @@ def _call_with_supported(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> A
     return fn(*args, **{k: v for k, v in kwargs.items() if accepts_any or k in params})
 
 
-def load_split(cfg: TrainConfig, split: str, raw: bool = False, progress: bool = False) -> SplitData:
-    """Features (and, with ``raw``, the dataset itself) of ``split`` as described by ``cfg.data``."""
+def reid_pair(split: str) -> Tuple[str, str]:
+    """The ``(query, gallery)`` splits that evaluate re-ID split ``split``.
+
+    ``"S"`` -> ``("S-query", "S-gallery")``; ``"QUERY/GALLERY"`` names the pair explicitly
+    (Market-1501 and DukeMTMC-reID: ``"query/gallery"``).
+    """
+    if "/" not in split:
+        return f"{split}-query", f"{split}-gallery"
+    parts = split.split("/")
+    if len(parts) != 2 or not all(parts):
+        raise ValueError(f"a re-ID split pair is written QUERY/GALLERY (e.g. query/gallery), got {split!r}")
+    return parts[0], parts[1]
+
+
+def subset_indices(n: int, size: int) -> Tensor:
+    """A fixed random subset of ``size`` of ``n`` items, sorted (seed-independent: identical data for every seed)."""
+    if size <= 0 or size >= n:
+        return torch.arange(n)
+    g = torch.Generator().manual_seed(0)
+    return torch.randperm(n, generator=g)[:size].sort().values
+
+
+def _check_root(cfg: TrainConfig) -> None:
+    """A dataset the user brings needs ``data.root``: say so before anything else fails."""
     d = cfg.data
+    if d.features_file is not None or d.dataset is None or d.root is not None:
+        return
+    from gssf.data.registry import get_dataset_info
+
+    try:
+        info = get_dataset_info(d.dataset)
+    except KeyError:
+        return  # the loader reports unknown names itself
+    if not info.embedded:
+        raise FileNotFoundError(
+            f"config key 'data.root' is required for dataset {d.dataset!r} (not shipped with gssf): "
+            f"--set data.root=/path/to/your/copy; expected layout: {info.layout}"
+        )
+
+
+def _take(ds: Any, rows: Tensor) -> Any:
+    """The items ``rows`` of a uni-modal dataset, as a dataset of its own (its own feature cache key)."""
+    from gssf.data.base import UniModalDataset
+
+    idx = rows.numpy()
+    pick = lambda seq: None if seq is None else [seq[i] for i in idx]  # noqa: E731
+    return UniModalDataset(
+        name=ds.name,
+        split=ds.split,
+        images=pick(ds.images),
+        labels=ds.labels[idx],
+        cams=None if ds.cams is None else ds.cams[idx],
+        categories=pick(ds.categories),
+        label_names=ds.label_names,
+        image_features=None if ds.image_features is None else ds.image_features[idx],
+        root=ds.root,
+        meta={**ds.meta, "subset": int(idx.size)},
+    )
+
+
+def load_split(
+    cfg: TrainConfig, split: str, raw: bool = False, progress: bool = False, max_items: int = 0
+) -> SplitData:
+    """Features (and, with ``raw``, the dataset itself) of ``split`` as described by ``cfg.data``.
+
+    ``max_items``: keep the fixed random subset :func:`subset_indices` of the split's items
+    (uni-modal splits); only those are encoded.
+    """
+    d = cfg.data
+    _check_root(cfg)
     modalities = {"image", "text"} if d.task == "image_text" else {"image"}
     finetuned = {"both": {"image", "text"}, "none": set()}.get(cfg.model.finetune, {cfg.model.finetune})
-    if raw and modalities <= finetuned:  # every tower runs its encoder: no cached features needed
+    dataset: Any = None
+    if d.features_file is None and (raw or max_items):
         from gssf import data as gdata
 
-        ds = gdata.load(d.dataset, split=split, root=d.root)
+        dataset = gdata.load(d.dataset, split=split, root=d.root)
+        if max_items and max_items < len(dataset):
+            dataset = _take(dataset, subset_indices(len(dataset), max_items))
+    if raw and modalities <= finetuned:  # every tower runs its encoder: no cached features needed
+        ds = dataset
         return SplitData(
             txt2img=_as_tensor(getattr(ds, "txt2img", None), torch.long),
             labels=_as_tensor(getattr(ds, "labels", None), torch.long),
@@ -93,9 +170,17 @@ def load_split(cfg: TrainConfig, split: str, raw: bool = False, progress: bool =
         kwargs: Dict[str, Any] = dict(
             image_encoder=d.image_encoder, text_encoder=d.text_encoder, resolution=d.resolution, progress=progress
         )
-        if d.root is not None:
-            kwargs["root"] = d.root
-        fs = _call_with_supported(get_features, d.dataset, split, **kwargs)
+        if dataset is not None:  # already loaded (and perhaps cut to a subset)
+            fs = _call_with_supported(get_features, dataset, **kwargs)
+        else:
+            if d.root is not None:
+                kwargs["root"] = d.root
+            fs = _call_with_supported(get_features, d.dataset, split, **kwargs)
+    if d.features_file is not None and max_items and max_items < fs.num_images:
+        rows = subset_indices(fs.num_images, max_items).numpy()
+        fs.image = fs.image[rows]
+        fs.labels = None if fs.labels is None else fs.labels[rows]
+        fs.cams = None if fs.cams is None else fs.cams[rows]
     data = SplitData(
         image=_as_tensor(getattr(fs, "image", None), torch.float32),
         text=_as_tensor(getattr(fs, "text", None), torch.float32),
@@ -104,9 +189,7 @@ def load_split(cfg: TrainConfig, split: str, raw: bool = False, progress: bool =
         cams=_as_tensor(getattr(fs, "cams", None), torch.long),
     )
     if raw:
-        from gssf import data as gdata
-
-        data.dataset = gdata.load(d.dataset, split=split, root=d.root)
+        data.dataset = dataset
     return data
 
 
@@ -217,7 +300,15 @@ class Task:
         return self._splits[name]
 
     def train_split(self) -> SplitData:
-        return self.split(self.cfg.data.train_split)
+        d = self.cfg.data
+        if not d.max_train_items:
+            return self.split(d.train_split)
+        key = f"{d.train_split}[subset {d.max_train_items}]"
+        if key not in self._splits:
+            self._splits[key] = load_split(
+                self.cfg, d.train_split, raw=bool(self.finetune), progress=self.progress, max_items=d.max_train_items
+            )
+        return self._splits[key]
 
     @property
     def metric(self) -> str:
@@ -420,12 +511,15 @@ class UniModalTask(Task):
             return retrieval_metrics_from_embeddings(
                 emb, model.similarity, data.labels, ks=tuple(e.ks or (1, 2, 4, 8)), chunk_size=e.chunk_size
             )
-        q, g = self.split(f"{split}-query"), self.split(f"{split}-gallery")
+        q_name, g_name = reid_pair(split)
+        q, g = self.split(q_name), self.split(g_name)
         qe = self._embed(model.encode, q, "image", q.num_images)
         ge = self._embed(model.encode, g, "image", g.num_images)
+        rerank = dict(k1=e.rerank_k1, k2=e.rerank_k2, lambda_value=e.rerank_lambda) if e.rerank else None
         return reid_metrics_from_embeddings(
             qe, ge, model.similarity, q.labels, g.labels, q.cams, g.cams,
-            chunk_size=e.chunk_size, max_rank=e.max_rank, ks=tuple(e.ks or (1, 5, 10)),
+            chunk_size=e.chunk_size, max_rank=min(e.max_rank, g.num_images), ks=tuple(e.ks or (1, 5, 10)),
+            rerank=rerank,
         )
 
 

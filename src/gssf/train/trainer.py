@@ -322,8 +322,14 @@ class Trainer:
                 f"config key 'train.batch_size' ({cfg.train.batch_size}) is smaller than the {self.env.world_size} processes"
             )
         self.task: Task = make_task(cfg, self.env.device, progress=self.progress)
-        seed_everything(cfg.train.seed)
+        # Rank 0 loads (and on first use extracts and caches) the training features first;
+        # the other processes then read the cache instead of extracting it again.
+        if not self.main:
+            barrier()
         self.input_dims = self.task.input_dims()
+        if self.main:
+            barrier()
+        seed_everything(cfg.train.seed)
         self.model = self.task.build_model(self.input_dims).to(self.env.device)
         self.num_classes = self.task.num_classes()
         self.criterion = build_criterion(cfg, self.model.similarity, self.num_classes).to(self.env.device)
@@ -527,7 +533,9 @@ class Trainer:
                 "val": None,
             }
             improved = False
-            if (epoch + 1) % loop.eval_every == 0 or epoch + 1 == loop.epochs:
+            # data.val_split null: no validation, no selection; the last epoch is tested.
+            validate = self.cfg.data.val_split is not None
+            if validate and ((epoch + 1) % loop.eval_every == 0 or epoch + 1 == loop.epochs):
                 metrics = self._validate()
                 record["val"] = metrics
                 value = metrics.get(self.task.metric)
