@@ -55,26 +55,31 @@ def recall_bars(report: Mapping[str, Any], task: str, path: Path, split: str = "
 
 def weight_heatmap(weight: np.ndarray, path: Path, block_size: Optional[int] = None,
                    title: str = "learned M of gssf", zoom: int = 64) -> Path:
-    """The learned matrix ``M`` (full view and a zoom on the top-left corner) as a heat map."""
+    """The learned matrix ``M``: its off-diagonal part (a zoom shows the blocks) and the diagonal weights."""
     plt = _plt()
     w = np.asarray(weight, dtype=np.float64)
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4.4))
     off = w - np.diag(np.diag(w))
     lim = float(np.abs(off).max()) or 1.0
-    im = axes[0].imshow(w, cmap="RdBu_r", vmin=-max(lim, 1.0), vmax=max(lim, 1.0), interpolation="nearest")
-    axes[0].set_title(f"{title} ({w.shape[0]} x {w.shape[1]})")
-    fig.colorbar(im, ax=axes[0], fraction=0.046)
-    z = min(zoom, w.shape[0])
-    im = axes[1].imshow(off[:z, :z], cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest")
-    axes[1].set_title(f"off-diagonal part, first {z} channels" + (f" (blocks of {block_size})" if block_size else ""))
-    fig.colorbar(im, ax=axes[1], fraction=0.046)
+    fig, axes = plt.subplots(1, 3, figsize=(17, 5.2), gridspec_kw={"wspace": 0.35})
+    fig.suptitle(title, fontsize=12)
+    panels = [(off, f"off-diagonal part of M, all {w.shape[0]} channels"),
+              (off[:zoom, :zoom], f"zoom: first {min(zoom, w.shape[0])} channels")]
+    for ax, (mat, sub) in zip(axes[:2], panels):
+        im = ax.imshow(mat, cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest")
+        ax.set_title(sub, fontsize=10)
+        cb = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+        cb.formatter.set_powerlimits((-2, 2))
+        cb.update_ticks()
     if block_size:
+        z = min(zoom, w.shape[0])
         for k in range(0, z + 1, block_size):
-            axes[1].axhline(k - 0.5, color="black", lw=0.3)
-            axes[1].axvline(k - 0.5, color="black", lw=0.3)
+            axes[1].axhline(k - 0.5, color="black", lw=0.4)
+            axes[1].axvline(k - 0.5, color="black", lw=0.4)
+        axes[1].set_xlabel(f"blocks of {block_size} channels (grid)")
     axes[2].hist(np.diag(w), bins=40, color="tab:blue", edgecolor="black", linewidth=0.3)
     axes[2].axvline(1.0, color="red", lw=1, ls="--", label="cosine (w = 1)")
-    axes[2].set_title("diagonal weights w")
+    axes[2].set_title("diagonal weights w (per-channel relevancy)", fontsize=10)
+    axes[2].set_xlabel("w")
     axes[2].legend(fontsize=8)
     return _save(fig, path)
 

@@ -261,8 +261,10 @@ def make_figures(
     return paths
 
 
-def _retrieval_figure(model: torch.nn.Module, task: Any, path: Path, num: int = 4, k: int = 5) -> Path:
-    """Top-k images for a few test captions (fixed choice: evenly spaced caption indices)."""
+def _retrieval_figure(model: torch.nn.Module, task: Any, path: Path, hits: int = 2, misses: int = 2,
+                      k: int = 5) -> Path:
+    """Top-k images for a few test captions: the first ``hits`` captions (in test order) whose
+    image is in the top-k and the first ``misses`` whose image is not, so both cases show."""
     from gssf.demo import figures as F
     from gssf.features import get_features
 
@@ -272,20 +274,19 @@ def _retrieval_figure(model: torch.nn.Module, task: Any, path: Path, num: int = 
                       text_encoder=cfg.data.text_encoder, resolution=cfg.data.resolution, progress=False)
     emb = _embeddings(model, task, split)
     txt2img = torch.as_tensor(fs.txt2img)
-    picks = torch.linspace(0, len(txt2img) - 1, num).round().long().tolist()
     with torch.no_grad():
-        scores = model.similarity(emb["text"][picks], emb["image"])
-    examples = []
-    for row, j in enumerate(picks):
-        order = torch.argsort(scores[row], descending=True, stable=True)
-        top = order[:k].tolist()
+        scores = model.similarity(emb["text"], emb["image"])
+    examples: Dict[bool, List[Dict[str, Any]]] = {True: [], False: []}
+    for j in range(len(txt2img)):
+        order = torch.argsort(scores[j], descending=True, stable=True)
         truth = int(txt2img[j])
-        examples.append(
-            {
-                "caption": str(fs.captions[j]),
-                "images": [fs.image_paths[i] for i in top],
-                "correct": [i == truth for i in top],
-                "rank": int((order == truth).nonzero()[0, 0]) + 1,
-            }
-        )
-    return F.retrieval_examples(examples, path, title=f"text -> image with gssf: top-{k} test images (correct in green)")
+        rank = int((order == truth).nonzero()[0, 0]) + 1
+        hit = rank <= k
+        if len(examples[hit]) < (hits if hit else misses):
+            top = order[:k].tolist()
+            examples[hit].append({"caption": str(fs.captions[j]), "images": [fs.image_paths[i] for i in top],
+                                  "correct": [i == truth for i in top], "rank": rank})
+    return F.retrieval_examples(
+        examples[True] + examples[False], path,
+        title=f"text -> image with gssf: top-{k} test images, first {hits} hits and first {misses} misses "
+        "in test order (correct image framed in green)")

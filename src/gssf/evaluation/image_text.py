@@ -219,7 +219,7 @@ def image_text_metrics_from_embeddings(
         chunk_size: image rows scored at a time; peak memory ~ ``chunk_size x N_texts`` scores.
 
     The own-image score of every text is computed first with ``similarity.pair`` (N_texts
-    pair scores, in batches of about one block's memory), then one pass over
+    pair scores, in batches smaller than one block), then one pass over
     ``similarity.score_chunks`` yields both directions. On a similarity whose matrix and
     pair scores differ by float rounding, a text->image rank can differ from the full path
     only when another image lies within that rounding of the true one (a near-tie).
@@ -240,13 +240,13 @@ def image_text_metrics_from_embeddings(
 def _own_image_scores(images: Tensor, texts: Tensor, txt2img: Tensor, similarity: Any, chunk: int) -> Tensor:
     """``(N_texts,)`` score of every text with its own image.
 
-    Pairs go in batches holding about as many features as one ``chunk x N_texts`` score
-    block (gathering every text's image at once would copy ``N_texts x D`` features; tiny
-    batches would spend their time in per-call overhead).
+    Pairs go in batches holding about a quarter of one ``chunk x N_texts`` score block in
+    features (gathering every text's image at once would copy ``N_texts x D`` features;
+    tiny batches would spend their time in per-call overhead).
     """
     idx = txt2img.to(images.device)
     n = texts.shape[0]
-    batch = max(chunk, chunk * n // max(int(texts.shape[1]), 1))
+    batch = max(chunk, chunk * n // (4 * max(int(texts.shape[1]), 1)))
     parts = [
         similarity.pair(images.index_select(0, idx[s : s + batch]), texts[s : s + batch]).detach()
         for s in range(0, n, batch)
