@@ -284,3 +284,32 @@ def test_scale_stays_bounded_under_a_margin_loss(name: str) -> None:
     assert scores.abs().max() <= bound + 1e-5 and probe.abs().max() <= bound + 1e-5
     if isinstance(sim, BilinearFormMixin):
         assert torch.linalg.matrix_norm(sim.weight_matrix().detach(), ord=2) <= bound + 1e-5
+
+
+@pytest.mark.parametrize("name", gssf.list_similarities())
+def test_streaming_over_raw_gallery_matches_full_in_float32(name: str) -> None:
+    """The no-copy streaming path (column scaling by 1/||y||) agrees with the full call."""
+    sim = gssf.create_similarity(name, dim=D)
+    perturb(sim, 33, scale=0.5)
+    x, y = rand(11, seed=34) * 5, rand(23, seed=35) * 0.01
+    y[3] = 0.0  # a zero gallery row: eps keeps it finite on both paths
+    with torch.no_grad():
+        torch.testing.assert_close(sim.scores(x, y, chunk_size=4), sim(x, y), rtol=1e-5, atol=1e-6)
+
+
+def test_streaming_does_not_copy_the_gallery() -> None:
+    """Peak extra memory of streaming stays near one chunk, not a normalised gallery copy."""
+    sim = gssf.create_similarity("gssf", dim=D)
+    y = rand(5000, seed=36)
+    seen = []
+    orig = sim._cast_normalize
+
+    def spy(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        seen.append(t.shape[0])
+        return orig(t, dtype)
+
+    sim._cast_normalize = spy  # type: ignore[method-assign]
+    with torch.no_grad():
+        for _ in sim.score_chunks(rand(10, seed=37), y, chunk_size=4):
+            pass
+    assert max(seen) <= 4  # only query chunks were normalised; the 5000-row gallery never was

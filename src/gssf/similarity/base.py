@@ -89,6 +89,8 @@ class Similarity(nn.Module):
     normalizes: ClassVar[bool] = True
     #: True when the member has no meaning without a feature dimension (learnable members).
     requires_dim: ClassVar[bool] = False
+    #: True when ``_fold_gallery`` is the identity on normalised rows (``fold_gallery(y) == normalize(y)``).
+    gallery_fold_is_unit: ClassVar[bool] = False
     #: Default number of query rows scored at a time by :meth:`score_chunks`.
     default_chunk_size: ClassVar[int] = 4096
 
@@ -123,17 +125,35 @@ class Similarity(nn.Module):
     ) -> Iterator[Tuple[int, Tensor]]:
         """Yield ``(start, scores[start:start + c])`` over consecutive chunks of query rows.
 
-        The gallery is validated and prepared (normalised, folded) once; no more than
-        ``chunk_size x M`` scores (plus the member's own chunk workspace) exist at a time.
+        The gallery is validated and prepared once; no more than ``chunk_size x M`` scores
+        (plus the member's own chunk workspace) exist at a time. For members whose gallery
+        fold is ``normalize(y)`` the normalised gallery is never materialised: each block is
+        ``fold_query(x) @ y.T`` scaled by ``1 / max(||y||, eps)`` per column, so streaming
+        over a large gallery costs no copy of it.
         """
         chunk = self._check_chunk_size(chunk_size)
         with _full_precision(x):
-            xp, yp = self._prepare_pair(x, y, "x", "y")
-            g = self._fold_gallery(yp).transpose(0, 1) if self.is_static else yp
-        for start in range(0, xp.shape[0], chunk):
+            self._validate(x, "x")
+            self._validate(y, "y")
+            if x.shape[1] != y.shape[1]:
+                raise ValueError(f"x has {x.shape[1]} features but y has {y.shape[1]}")
+            dtype = self._compute_dtype(x, y)
+            if self.is_static and self.gallery_fold_is_unit:
+                g = y.to(dtype).transpose(0, 1)  # no copy when y already has the compute dtype
+                col_scale = 1.0 / torch.linalg.vector_norm(y.to(dtype), dim=1).clamp_min(self.eps)
+            else:
+                yp = self._cast_normalize(y, dtype)
+                g = self._fold_gallery(yp).transpose(0, 1) if self.is_static else yp
+                col_scale = None
+        for start in range(0, x.shape[0], chunk):
             with _full_precision(x):
-                xs = xp[start : start + chunk]
-                block = self._fold_query(xs) @ g if self.is_static else self._score_matrix(xs, yp)
+                xs = self._cast_normalize(x[start : start + chunk], dtype)
+                if not self.is_static:
+                    block = self._score_matrix(xs, g)
+                elif col_scale is None:
+                    block = self._fold_query(xs) @ g
+                else:
+                    block = (self._fold_query(xs) @ g).mul_(col_scale)
             yield start, block
 
     def scores(self, x: Tensor, y: Tensor, chunk_size: Optional[int] = None) -> Tensor:
@@ -242,7 +262,12 @@ class Similarity(nn.Module):
 
 
 class BilinearFormMixin:
-    """Members whose score is ``normalize(x)^T M normalize(y)`` for an explicit ``M (D, D)``."""
+    """Members whose score is ``normalize(x)^T M normalize(y)`` for an explicit ``M (D, D)``.
+
+    They fold ``M`` into the query side, so the gallery fold is the normalised row itself.
+    """
+
+    gallery_fold_is_unit: ClassVar[bool] = True
 
     def weight_matrix(self) -> Tensor:
         """The explicit ``(D, D)`` matrix ``M``; built from the parameters (slow, for checks/export)."""

@@ -26,6 +26,7 @@ class DotProductSimilarity(BilinearFormMixin, Similarity):
     """``s(x, y) = x . y`` on raw (unnormalised) features."""
 
     normalizes = False
+    gallery_fold_is_unit = False  # the gallery is scored raw, not normalised
     score_bound = float("inf")
 
     def weight_matrix(self) -> Tensor:
