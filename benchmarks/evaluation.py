@@ -34,7 +34,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 RESULTS = Path(__file__).resolve().parent / "results" / "evaluation.json"
 
@@ -154,9 +154,17 @@ def _worker(case: str, path: str, chunk: int, variant: str, size: Dict[str, int]
     }
 
 
-def _run_subprocess(case: str, path: str, chunk: int, variant: str, quick: bool) -> Dict[str, Any]:
+# glibc raises its mmap threshold as large blocks are freed, then serves block-sized
+# tensors from a heap it rarely trims, so the default RSS peak includes freed memory and
+# varies from run to run. A fixed threshold returns every large free at once: the RSS peak
+# is then the live memory. Both are reported.
+_LIVE_ENV = {"MALLOC_MMAP_THRESHOLD_": str(1 << 20)}
+
+
+def _run_subprocess(case: str, path: str, chunk: int, variant: str, quick: bool, live: bool) -> Dict[str, Any]:
     cmd = [sys.executable, __file__, "--worker", case, path, str(chunk), variant] + (["--quick"] if quick else [])
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    env = dict(os.environ, **_LIVE_ENV) if live else None
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"{case}/{path} failed:\n{proc.stderr}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -166,13 +174,36 @@ def _mb(b: float) -> float:
     return b / 2**20
 
 
+def _measure(case: str, config: Tuple[str, int, str], repeats: int, live: bool, quick: bool) -> Dict[str, Any]:
+    """``repeats`` timing runs (default allocator: best time, worst peak) and optionally one live-memory run."""
+    path, chunk, variant = config
+    runs = [_run_subprocess(case, path, chunk, variant, quick, live=False) for _ in range(repeats)]
+    out = {
+        "path": path,
+        "chunk_size": chunk or None,
+        "similarity": variant,
+        "seconds": min(r["seconds"] for r in runs),
+        "peak_mb": _mb(max(r["peak_extra_bytes"] for r in runs)),
+        "peak_live_mb": None,
+        "matrix_bytes": runs[0]["matrix_bytes"],
+        "setup_peak_exceeds_baseline": any(r["setup_peak_exceeds_baseline"] for r in runs),
+        "load_average_1min": [r["load_average_1min"] for r in runs],
+        "metrics": runs[0]["metrics"],
+        "metrics_repeatable": all(r["metrics"] == runs[0]["metrics"] for r in runs),
+    }
+    if live:
+        mem = _run_subprocess(case, path, chunk, variant, quick, live=True)
+        out["peak_live_mb"] = _mb(mem["peak_extra_bytes"])
+    return out
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
     parser.add_argument("--full-loo", choices=("auto", "run", "skip"), default="auto",
                         help="run the full-matrix leave-one-out path (needs ~1.25x the matrix in free RAM)")
     parser.add_argument("--json", default=str(RESULTS), help="where to write the results")
-    parser.add_argument("--repeats", type=int, default=2, help="runs per image-text configuration (best time kept)")
+    parser.add_argument("--repeats", type=int, default=2, help="timing runs per image-text configuration")
     parser.add_argument("--worker", nargs=4, metavar=("CASE", "PATH", "CHUNK", "VARIANT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     sizes = SIZES["quick" if args.quick else "full"]
@@ -191,81 +222,68 @@ def main(argv: Optional[List[str]] = None) -> int:
             "python": platform.python_version(),
             "platform": platform.platform(),
         },
-        "method": "each configuration in a fresh subprocess; peak = ru_maxrss - RSS before the evaluation "
-        "(embeddings already built); the full path includes computing the score matrix; image-text "
-        "configurations run --repeats times interleaved (best time, worst peak), the 60k case once",
-        "similarity": "dot on L2-normalised embeddings (= cosine scores)",
+        "method": (
+            "each run in a fresh subprocess; peak = ru_maxrss - RSS just before the evaluation (embeddings "
+            "already built); the full path includes computing the score matrix. seconds = best of the timing "
+            "runs, peak_mb = worst of them (default glibc malloc); peak_live_mb = one run with "
+            f"{_LIVE_ENV} so freed blocks leave the RSS at once (live memory). The 60k case runs once, "
+            "default allocator only. load_average_1min: other processes on the machine distort timings."
+        ),
+        "similarity": "dot on L2-normalised embeddings (= cosine scores); dot_lowmem_check: the same with an "
+        "input check by aminmax instead of torch.isfinite (which copies |gallery| and two masks)",
         "cases": {},
     }
-    rows = []
+    lines = []
     for case, size in sizes.items():
-        entry: Dict[str, Any] = {"size": size, "runs": []}
         main_chunk = size["chunk"]
-        configs = [("streaming", main_chunk, "dot")]
-        if case == "image_text":  # the chunk-size trade-off, and the similarity's input check
-            configs += [("streaming", main_chunk // 2, "dot"), ("streaming", main_chunk * 2, "dot"),
-                        ("streaming", main_chunk, "dot_lowmem_check")]
-        matrix_bytes = size.get("images", 0) * size.get("captions", 0) * 4 or size.get("items", 0) ** 2 * 4
-        run_full = case != "retrieval" or args.full_loo == "run" or (
-            args.full_loo == "auto" and _available_bytes() > 1.25 * matrix_bytes
-        )
-        if run_full:
+        matrix_bytes = (size["images"] * size["images"] * size["captions"] if case == "image_text" else size["items"] ** 2) * 4
+        configs: List[Tuple[str, int, str]] = [("streaming", main_chunk, "dot")]
+        if case == "image_text":  # the chunk-size trade-off, and the similarity's own input check
+            configs += [("streaming", main_chunk // 2, "dot"), ("streaming", main_chunk, "dot_lowmem_check")]
+        full_fits = args.full_loo == "run" or (args.full_loo == "auto" and _available_bytes() > 1.25 * matrix_bytes)
+        if case == "image_text" or full_fits:
             configs.insert(0, ("full", 0, "dot"))
-        results: Dict[Any, Dict[str, Any]] = {}
-        # Interleaved repeats, best time and worst peak kept: other processes on a shared
-        # machine slow single runs down at random. The 60k case is long enough to run once.
-        repeats = 1 if case == "retrieval" and not args.quick else args.repeats
-        for _ in range(repeats):
-            for path, chunk, variant in configs:
-                r = _run_subprocess(case, path, chunk, variant, args.quick)
-                prev = results.get((path, chunk, variant))
-                if prev is not None:
-                    r["seconds"] = min(r["seconds"], prev["seconds"])
-                    r["peak_extra_bytes"] = max(r["peak_extra_bytes"], prev["peak_extra_bytes"])
-                    r["load_average_1min"] = prev["load_average_1min"] + r["load_average_1min"]
-                results[(path, chunk, variant)] = r
-        for path, chunk, variant in configs:
-            r = results[(path, chunk, variant)]
-            run = {"path": path, "chunk_size": chunk or None, "similarity": variant, "seconds": r["seconds"],
-                   "peak_extra_mb": _mb(r["peak_extra_bytes"]), "measured": True,
-                   "peak_over_full_matrix": r["peak_extra_bytes"] / r["matrix_bytes"],
-                   "setup_peak_exceeds_baseline": r["setup_peak_exceeds_baseline"],
-                   "load_average_1min": r["load_average_1min"]}
-            entry["runs"].append(run)
-            matrix_bytes = r["matrix_bytes"]
-        entry["full_matrix_float32_mb"] = _mb(matrix_bytes)
-        full = results.get(("full", 0, "dot"))
-        if full is None:
-            entry["runs"].insert(0, {"path": "full", "chunk_size": None, "similarity": "dot", "seconds": None,
-                                     "peak_extra_mb": _mb(matrix_bytes), "measured": False,
-                                     "peak_over_full_matrix": 1.0,
-                                     "note": "not run: not enough free memory; peak is the matrix size as computed"})
-        stream = results[("streaming", main_chunk, "dot")]
-        entry["headline"] = {
+        one_shot = case == "retrieval" and not args.quick
+        runs = [_measure(case, c, 1 if one_shot else args.repeats, not one_shot, args.quick) for c in configs]
+        if runs[0]["path"] != "full":
+            runs.insert(0, {"path": "full", "chunk_size": None, "similarity": "dot", "seconds": None,
+                            "peak_mb": _mb(matrix_bytes), "peak_live_mb": None, "matrix_bytes": matrix_bytes,
+                            "note": "not run: not enough free memory; peak is the matrix size, as computed"})
+        full, stream = runs[0], runs[1]
+        metrics = [r["metrics"] for r in runs if "metrics" in r]
+        for r in runs:
+            r["peak_over_full_matrix"] = r["peak_mb"] / _mb(matrix_bytes)
+            if r["peak_live_mb"] is not None:
+                r["live_peak_over_full_matrix"] = r["peak_live_mb"] / _mb(matrix_bytes)
+        headline = {
             "streaming_chunk_size": main_chunk,
-            "streaming_peak_over_full_matrix": stream["peak_extra_bytes"] / matrix_bytes,
-            "streaming_time_over_full_time": stream["seconds"] / full["seconds"] if full else None,
-            "streaming_peak_over_full_peak": stream["peak_extra_bytes"] / full["peak_extra_bytes"] if full else None,
-            "metrics_equal": all(r["metrics"] == stream["metrics"] for r in results.values()),
+            "streaming_time_over_full_time": stream["seconds"] / full["seconds"] if full["seconds"] else None,
+            "streaming_peak_over_full_matrix": stream["peak_over_full_matrix"],
+            "streaming_live_peak_over_full_matrix": stream.get("live_peak_over_full_matrix"),
+            "metrics_equal_across_paths": all(m == metrics[0] for m in metrics),
         }
-        entry["metrics"] = stream["metrics"]
-        report["cases"][case] = entry
-        rows.append((case, entry))
+        for r in runs:
+            r.pop("metrics", None)
+        report["cases"][case] = {"size": size, "full_matrix_float32_mb": _mb(matrix_bytes), "headline": headline,
+                                 "runs": runs, "metrics": metrics[0]}
+        lines.append((case, runs, headline, _mb(matrix_bytes)))
 
-    header = f"{'case':<11} {'path':<10} {'chunk':>6} {'similarity':<17} {'time s':>7} {'peak MB':>8} {'peak/matrix':>11}"
+    header = (f"{'case':<11} {'path':<10} {'chunk':>6} {'similarity':<17} {'time s':>7} "
+              f"{'peak MB':>8} {'live MB':>8} {'live/matrix':>11}")
     print(header)
     print("-" * len(header))
-    for case, e in rows:
-        for r in e["runs"]:
+    for case, runs, h, mat in lines:
+        for r in runs:
             t = f"{r['seconds']:.1f}" if r["seconds"] is not None else "n/a"
-            note = "" if r["measured"] else "  (not run: computed)"
+            live = f"{r['peak_live_mb']:.0f}" if r["peak_live_mb"] is not None else "-"
+            frac = f"{r['live_peak_over_full_matrix']:.1%}" if r.get("live_peak_over_full_matrix") else "-"
+            note = "  (not run: matrix size)" if r["seconds"] is None else ""
             print(f"{case:<11} {r['path']:<10} {str(r['chunk_size'] or '-'):>6} {r['similarity']:<17} {t:>7} "
-                  f"{r['peak_extra_mb']:>8.0f} {r['peak_over_full_matrix']:>11.1%}{note}")
-        h = e["headline"]
+                  f"{r['peak_mb']:>8.0f} {live:>8} {frac:>11}{note}")
         ratio = f"{h['streaming_time_over_full_time']:.2f}x" if h["streaming_time_over_full_time"] else "n/a"
-        print(f"  -> {case}: matrix {e['full_matrix_float32_mb']:.0f} MB; streaming (chunk {h['streaming_chunk_size']}) "
-              f"peak {h['streaming_peak_over_full_matrix']:.1%} of the matrix, time {ratio} the full path; "
-              f"same metrics: {h['metrics_equal']}")
+        print(f"  -> {case}: matrix {mat:.0f} MB; streaming (chunk {h['streaming_chunk_size']}): time {ratio} the full "
+              f"path, peak {h['streaming_peak_over_full_matrix']:.1%} of the matrix; same metrics: "
+              f"{h['metrics_equal_across_paths']}")
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     from gssf.utils.io import atomic_write_json

@@ -18,6 +18,19 @@ from gssf.similarity import (  # noqa: E402
     register_similarity,
 )
 
+# Subpackages load on first attribute access (``gssf.losses``, ``gssf.evaluation``, ...), so
+# ``import gssf`` stays torch-only and fast.
+_SUBPACKAGES = ("cli", "data", "demo", "encoders", "evaluation", "features", "losses", "models", "nn", "train", "utils")
+
+
+def __getattr__(name: str):  # PEP 562
+    if name in _SUBPACKAGES:
+        import importlib
+
+        return importlib.import_module(f"gssf.{name}")
+    raise AttributeError(f"module 'gssf' has no attribute {name!r}")
+
+
 __all__ = [
     "__version__",
     "Similarity",
