@@ -55,6 +55,16 @@ def test_matches_the_oracle(seed, ties):
     assert image_text_metrics(torch.as_tensor(s), torch.as_tensor(t2i), ks=(1, 2, 5)) == got
 
 
+@pytest.mark.parametrize("dtype", [np.int64, np.float16, np.float32, np.float64])
+def test_score_dtypes_rank_alike(dtype):
+    rng = np.random.default_rng(3)
+    t2i = _layout(9, 3)
+    s = rng.integers(-3, 4, (9, t2i.size))  # many ties, exactly representable in every dtype
+    want = oracle.image_text(s.astype(np.float64), t2i, ks=(1, 2))
+    assert image_text_metrics(s.astype(dtype), t2i, ks=(1, 2)) == pytest.approx(want)
+    assert image_text_metrics(torch.as_tensor(s.astype(dtype)), t2i, ks=(1, 2)) == pytest.approx(want)
+
+
 @pytest.mark.parametrize("seed", range(3))
 def test_recalls_match_clip_benchmark(seed):
     images, texts = _embeddings(40, _layout(40, seed), 16, seed, torch.float32)

@@ -8,7 +8,6 @@ import pytest
 import torch
 from sklearn.metrics import average_precision_score
 
-import gssf
 from gssf.evaluation import reid_metrics, reid_metrics_from_embeddings
 
 import eval_oracles as oracle

@@ -313,3 +313,14 @@ def test_streaming_does_not_copy_the_gallery() -> None:
         for _ in sim.score_chunks(rand(10, seed=37), y, chunk_size=4):
             pass
     assert max(seen) <= 4  # only query chunks were normalised; the 5000-row gallery never was
+
+
+def test_overflowing_but_finite_rows_are_accepted_and_bad_rows_found() -> None:
+    """The fast finiteness check falls back to a per-row check when the sum overflows."""
+    sim = gssf.create_similarity("cosine")
+    x = torch.full((3, 8), 6e4, dtype=torch.float16)  # finite; its float32 sum is finite too
+    big = torch.full((2, 8), 3e38)  # finite rows whose float32 sum overflows to inf
+    assert torch.isfinite(sim(big, big)).all() and torch.isfinite(sim(x, x)).all()
+    big[1, 2] = float("-inf")
+    with pytest.raises(ValueError, match=r"x has 1 row\(s\) with NaN or Inf values: rows 1"):
+        sim(big, rand(2, 8))

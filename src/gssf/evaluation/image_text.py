@@ -20,13 +20,14 @@ from torch import Tensor
 
 from gssf.evaluation.ranking import (
     Block,
+    Groups,
     as_chunk_size,
     as_int_labels,
     as_ks,
     as_score_matrix,
     checked_blocks,
-    Groups,
     first_relevant_rank,
+    float_block,
     gather_scores,
     hit_rate,
     matrix_blocks,
@@ -91,6 +92,7 @@ def _ranks_from_blocks(
         counts.index_add_(0, own[own_hit], torch.full_like(own[own_hit], -1))
         t2i += counts.cpu()
         seen += c
+        del block  # free it before the next block is computed, not after
     if seen != num_images:
         raise ValueError(f"the score blocks covered {seen} image rows, expected {num_images}")
     return i2t, t2i
@@ -191,12 +193,13 @@ def _take_columns(rows: Any, cols: Tensor) -> Any:
 
 
 def _gather_targets(scores: Any, txt2img: Tensor) -> Tensor:
+    """``scores[txt2img[j], j]`` in the dtype the blocks are ranked in (so ties stay ties)."""
     cols = torch.arange(txt2img.numel())
     if isinstance(scores, np.ndarray):
-        vals = torch.from_numpy(np.asarray(scores[txt2img.numpy(), cols.numpy()]))
+        vals = np.asarray(scores[txt2img.numpy(), cols.numpy()])[None, :]
     else:
-        vals = scores.detach()[txt2img.to(scores.device), cols.to(scores.device)]
-    return vals.to(torch.float64 if vals.dtype == torch.float64 else torch.float32)
+        vals = scores[txt2img.to(scores.device), cols.to(scores.device)].unsqueeze(0)
+    return float_block(vals)[0]
 
 
 @torch.no_grad()

@@ -130,7 +130,8 @@ def as_chunk_size(chunk_size: Any) -> int:
 
 
 # --------------------------------------------------------------------------- block sources
-def _float_block(block: Any) -> Tensor:
+def float_block(block: Any) -> Tensor:
+    """A detached floating tensor: numpy copied (only this block), integers as float64, fp16/bf16 as fp32."""
     if isinstance(block, np.ndarray):
         # np.array copies only this block (a memory-mapped .npy stays on disk).
         block = torch.from_numpy(np.array(block, dtype=np.float64 if block.dtype == np.float64 else np.float32))
@@ -147,7 +148,7 @@ def matrix_blocks(scores: Any, rows: Optional[int] = None) -> Iterator[Block]:
     n, m = scores.shape
     step = rows or max(1, _BLOCK_ELEMENTS // max(m, 1))
     for start in range(0, n, step):
-        yield start, _float_block(scores[start : start + step])
+        yield start, float_block(scores[start : start + step])
 
 
 def checked_blocks(blocks: Iterable[Tuple[int, Tensor]], name: str = "scores") -> Iterator[Block]:
@@ -158,7 +159,7 @@ def checked_blocks(blocks: Iterable[Tuple[int, Tensor]], name: str = "scores") -
     no block-sized temporary (``isfinite`` would allocate several).
     """
     for start, block in blocks:
-        block = _float_block(block)
+        block = float_block(block)
         lo, hi = torch.aminmax(block)
         if not (math.isfinite(float(lo)) and math.isfinite(float(hi))):
             bad = torch.nonzero(~torch.isfinite(block))[0].tolist()
@@ -168,6 +169,7 @@ def checked_blocks(blocks: Iterable[Tuple[int, Tensor]], name: str = "scores") -
                 "every score must be a finite number"
             )
         yield start, block
+        del block  # do not hold this block while the producer computes the next one
 
 
 # --------------------------------------------------------------------------- tie-policy kernels

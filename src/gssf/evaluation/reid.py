@@ -121,6 +121,7 @@ def reid_metrics_from_blocks(
             last = positions.gather(1, (counts - 1).unsqueeze(1)).squeeze(1)
             inps.append((counts.double() / (last + 1).double()).cpu())
         seen += c
+        del block  # free it before the next block is computed, not after
     if seen != num_query:
         raise ValueError(f"the score blocks covered {seen} query rows, expected {num_query}")
     valid = sum(int(a.numel()) for a in aps)

@@ -14,19 +14,19 @@ policy of :mod:`gssf.evaluation.ranking`.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
 
 from gssf.evaluation.ranking import (
     Block,
+    Groups,
     as_chunk_size,
     as_ks,
     as_score_matrix,
     checked_blocks,
     encode_labels,
-    Groups,
     first_relevant_rank,
     matrix_blocks,
     top_relevance,
@@ -35,6 +35,35 @@ from gssf.evaluation.ranking import (
 __all__ = ["retrieval_metrics", "retrieval_metrics_from_embeddings", "retrieval_metrics_from_blocks"]
 
 DEFAULT_KS = (1, 2, 4, 8)
+
+
+def _block_metrics(
+    block: Tensor, start: int, ql: Tensor, gl: Tensor, groups: Groups, loo: bool
+) -> Optional[Tuple[Tensor, Tensor, Tensor]]:
+    """First relevant rank, AP@R and R-Precision ``(c',)`` of the rows with a relevant item (``None`` if none)."""
+    dev, c = block.device, block.shape[0]
+    rows = torch.arange(start, start + c)
+    q = ql[rows]
+    relevant = groups.members(q)  # (c, P) gallery items of the query's class
+    excluded = None
+    if loo:  # the query itself, by index: never a candidate, never relevant
+        relevant = relevant.masked_fill(relevant == rows.unsqueeze(1), -1)
+        excluded = rows.unsqueeze(1)
+    r = (relevant >= 0).sum(dim=1)
+    keep = r > 0
+    if not bool(keep.any()):
+        return None
+    if not bool(keep.all()):
+        block, relevant, q, r = block[keep.to(dev)], relevant[keep], q[keep], r[keep]
+        excluded = None if excluded is None else excluded[keep]
+    relevant, q, r = relevant.to(dev), q.to(dev), r.to(dev)
+    excluded = None if excluded is None else excluded.to(dev)
+    first = first_relevant_rank(block, relevant, excluded).cpu()
+    rel = top_relevance(block, q, gl.to(dev), excluded, int(r.max())).double()
+    pos = torch.arange(1, rel.shape[1] + 1, device=dev, dtype=torch.float64)
+    rel = rel * (pos.unsqueeze(0) <= r.unsqueeze(1))  # only the first R positions count
+    precision = rel.cumsum(dim=1) / pos
+    return first, ((precision * rel).sum(dim=1) / r).cpu(), (rel.sum(dim=1) / r).cpu()
 
 
 def retrieval_metrics_from_blocks(
@@ -66,10 +95,10 @@ def retrieval_metrics_from_blocks(
             lengths=[num_query, num_gallery],
             whats=["the score matrix's query axis (rows)", "the score matrix's gallery axis (columns)"],
         )
-    per_query = num_gallery - 1 if loo else num_gallery
-    if per_query < 1:
+    candidates = num_gallery - 1 if loo else num_gallery
+    if candidates < 1:
         raise ValueError("leave-one-out needs at least two items")
-    ks = as_ks(ks, per_query, "the candidates per query")
+    ks = as_ks(ks, candidates, "the candidates per query")
     # Per-query values are reduced once at the end: results do not depend on the chunking.
     firsts: List[Tensor] = []
     map_r: List[Tensor] = []
@@ -77,31 +106,13 @@ def retrieval_metrics_from_blocks(
     seen = 0
     groups = Groups(gl)
     for start, block in checked_blocks(blocks):
-        dev, c = block.device, block.shape[0]
-        rows = torch.arange(start, start + c)
-        q = ql[rows]
-        relevant = groups.members(q)  # (c, P) gallery items of the query's class
-        excluded = None
-        if loo:  # the query itself, by index: never a candidate, never relevant
-            relevant = relevant.masked_fill(relevant == rows.unsqueeze(1), -1)
-            excluded = rows.unsqueeze(1)
-        r = (relevant >= 0).sum(dim=1)
-        keep = r > 0
-        seen += c
-        if not bool(keep.any()):
-            continue
-        if not bool(keep.all()):
-            block, relevant, q, r = block[keep.to(dev)], relevant[keep], q[keep], r[keep]
-            excluded = None if excluded is None else excluded[keep]
-        relevant, q, r = relevant.to(dev), q.to(dev), r.to(dev)
-        excluded = None if excluded is None else excluded.to(dev)
-        firsts.append(first_relevant_rank(block, relevant, excluded).cpu())
-        rel = top_relevance(block, q, gl.to(dev), excluded, int(r.max())).double()
-        pos = torch.arange(1, rel.shape[1] + 1, device=dev, dtype=torch.float64)
-        rel = rel * (pos.unsqueeze(0) <= r.unsqueeze(1))
-        precision = rel.cumsum(dim=1) / pos
-        map_r.append(((precision * rel).sum(dim=1) / r).cpu())
-        r_prec.append((rel.sum(dim=1) / r).cpu())
+        found = _block_metrics(block, start, ql, gl, groups, loo)
+        if found is not None:
+            firsts.append(found[0])
+            map_r.append(found[1])
+            r_prec.append(found[2])
+        seen += block.shape[0]
+        del block  # free it before the next block is computed, not after
     if seen != num_query:
         raise ValueError(f"the score blocks covered {seen} query rows, expected {num_query}")
     valid = sum(int(t.numel()) for t in map_r)

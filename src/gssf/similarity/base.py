@@ -67,6 +67,11 @@ def create_similarity(name: str, dim: Optional[int] = None, **kwargs: Any) -> "S
     return cls(dim=dim, **kwargs)
 
 
+def _finite_rows(t: Tensor, rows: int = 4096) -> Tensor:
+    """``(N,)`` bool: which rows are all finite, computed a slab of rows at a time."""
+    return torch.cat([torch.isfinite(part).all(dim=1) for part in t.split(rows)])
+
+
 def _full_precision(t: Tensor) -> "contextlib.AbstractContextManager[None]":
     """Switch autocast off so scores accumulate in fp32 even inside a bf16/fp16 autocast region."""
     if isinstance(t, Tensor) and torch.is_autocast_enabled(t.device.type):
@@ -155,6 +160,7 @@ class Similarity(nn.Module):
                 else:
                     block = (self._fold_query(xs) @ g).mul_(col_scale)
             yield start, block
+            del block  # do not hold the previous block while the next one is computed
 
     def scores(self, x: Tensor, y: Tensor, chunk_size: Optional[int] = None) -> Tensor:
         """The full ``(N, M)`` matrix computed chunk by chunk (same values as ``self(x, y)``)."""
@@ -235,7 +241,12 @@ class Similarity(nn.Module):
             )
         if not (t.is_floating_point() or t.is_complex()):
             raise TypeError(f"{what} must be a floating-point tensor, got {t.dtype}")
-        finite = torch.isfinite(t).all(dim=1)
+        # One reduction, no (rows x D) temporary: a NaN or Inf anywhere makes the sum
+        # non-finite. Only then (or on overflow of the sum) look row by row.
+        acc = torch.float64 if t.dtype == torch.float64 else torch.float32
+        if bool(torch.isfinite(t.sum(dtype=acc))):
+            return
+        finite = _finite_rows(t)
         if not bool(finite.all()):
             bad = torch.nonzero(~finite).flatten().tolist()
             shown = ", ".join(str(i) for i in bad[:10]) + (" ..." if len(bad) > 10 else "")
