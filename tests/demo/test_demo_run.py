@@ -1,0 +1,49 @@
+"""`gssf demo` end to end on the real Tux Paint data (short: 2 similarities, 1 seed, 2 epochs)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gssf.cli.main import main
+
+pytestmark = pytest.mark.slow
+
+
+def test_demo_writes_report_and_reuses_finished_runs(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "demo"
+    argv = ["demo", "--seeds", "0", "--similarities", "cosine", "gssf", "--epochs", "2", "--out", str(out),
+            "--no-progress"]
+    assert main(argv) == 0
+    report = json.loads((out / "report.json").read_text())
+    # the shape issue 5 specifies: {"tasks": {TASK: {SIMILARITY: [{seed, val, test, params, train_seconds}]}}}
+    assert list(report["tasks"]) == ["tux"]
+    assert list(report["tasks"]["tux"]) == ["cosine", "gssf"]
+    for sim, runs in report["tasks"]["tux"].items():
+        (run,) = runs
+        assert run["seed"] == 0 and run["train_seconds"] > 0
+        assert run["params"] == (0 if sim == "cosine" else 256 + 16 * 16 * 16)
+        for split in ("val", "test"):
+            assert {"rsum", "i2t_R@1", "i2t_R@5", "i2t_R@10", "t2i_R@1", "t2i_R@5", "t2i_R@10"} <= set(run[split])
+        assert run["test"]["rsum"] > 10 * 6 * 0.44  # far above chance (R@K chance ~ K/229)
+    page = (out / "report.html").read_text()
+    figs = sorted(p.name for p in (out / "figures").glob("*.png"))
+    assert figs == ["tux_gssf_learned_matrix.png", "tux_test_metrics.png", "tux_text_to_image_examples.png",
+                    "tux_training_curves.png"]
+    assert all(f"figures/{f}" in page for f in figs)
+    assert "task tux (test split, mean ± std over 1 seeds)" in (out / "report.txt").read_text()
+    capsys.readouterr()
+    # a second call finds both runs finished with the same config and does not retrain
+    assert main(argv) == 0
+    assert capsys.readouterr().out.count("reusing") == 2
+    def trained(rep: dict) -> dict:  # everything but the scoring time, which is re-measured on reuse
+        return {s: [{k: v for k, v in r.items() if k != "score_seconds"} for r in runs]
+                for s, runs in rep["tasks"]["tux"].items()}
+
+    assert trained(json.loads((out / "report.json").read_text())) == trained(report)
+
+
+def test_demo_rejects_unknown_task(capsys: pytest.CaptureFixture) -> None:
+    assert main(["demo", "--tasks", "nope"]) == 2
+    assert "unknown demo task(s) ['nope']" in capsys.readouterr().err
