@@ -25,7 +25,7 @@ def test_emoji_reid_preset_reports_the_reid_protocol_with_and_without_reranking(
 ) -> None:
     run_dir = tmp_path / "run"
     rc = main(["train", str(REPO / "configs" / "emoji-reid.yaml"), "--run-dir", str(run_dir), "--no-progress",
-               "--set", "data.resolution=64", "--set", "train.epochs=2", "--set", "train.num_threads=2"])
+               "--set", "data.resolution=64", "--set", "train.epochs=6", "--set", "train.num_threads=2"])
     assert rc == 0
     assert "mAP" in capsys.readouterr().out
     res = json.loads((run_dir / "results.json").read_text())
@@ -35,9 +35,9 @@ def test_emoji_reid_preset_reports_the_reid_protocol_with_and_without_reranking(
     # Cross-camera protocol: 572 Google queries of unseen identities, two gallery matches each
     # (Twitter, OpenMoji); none is filtered away since no gallery image shares the query's camera.
     assert (test["num_valid_queries"], test["num_skipped_queries"]) == (572, 0)
-    # Chance mAP is below 1 %; two epochs on 64 px features reach far above it.
-    assert test["mAP"] > 30 and test["R@1"] > 30 and test["rerank_mAP"] > 20, test
-    assert res["metric"] == "mAP" and res["best_epoch"] in (1, 2)
+    # Chance mAP is below 1 %; untrained 64 px features give about 43 on validation.
+    assert test["mAP"] > 40 and test["R@1"] > 40 and test["rerank_mAP"] > 35, test
+    assert res["metric"] == "mAP" and 1 <= res["best_epoch"] <= 6
 
 
 def test_fashion_mnist_preset_reports_recall_and_map_at_r(tmp_path: Path) -> None:
@@ -52,7 +52,7 @@ def test_fashion_mnist_preset_reports_recall_and_map_at_r(tmp_path: Path) -> Non
 
 
 def test_emoji_fine_grained_preset_is_class_disjoint_leave_one_out(tmp_path: Path) -> None:
-    cfg = load_config("emoji-fine-grained", overrides=["data.resolution=64", "train.epochs=2", "train.num_threads=2"])
+    cfg = load_config("emoji-fine-grained", overrides=["data.resolution=64", "train.epochs=6", "train.num_threads=2"])
     res = run(cfg, tmp_path / "run", progress=False)
     test = res["test"]
     assert {"R@1", "R@10", "R@100", "MAP@R", "R-Precision"} <= set(test)
