@@ -119,7 +119,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2,000 x 20,000 instead of 20,000 x 200,000")
     parser.add_argument("--similarities", nargs="+", default=["cosine", "gssf"])
-    parser.add_argument("--chunk-size", nargs="+", type=int, default=[256], help="query rows scored at a time")
+    parser.add_argument("--chunk-size", nargs="+", type=int, default=[512], help="query rows scored at a time")
     parser.add_argument("--threads", type=int, default=0, help="torch threads in the worker (0 = default)")
     parser.add_argument("--json", default=str(RESULTS), help="where to write the results")
     parser.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
