@@ -22,8 +22,8 @@ __all__ = ["TASK_METRICS", "summarize", "format_table", "write_report", "mean_st
 #: Metrics shown per task type, the first one being the task's main metric.
 TASK_METRICS: Dict[str, List[str]] = {
     "image_text": ["rsum", "i2t_R@1", "i2t_R@5", "i2t_R@10", "t2i_R@1", "t2i_R@5", "t2i_R@10"],
-    "reid": ["mAP", "R@1", "R@5", "R@10", "mINP"],
-    "retrieval": ["MAP@R", "R@1", "R@2", "R@4", "R@8", "R-Precision"],
+    "reid": ["mAP", "R@1", "R@5", "R@10", "mINP", "rerank_mAP", "rerank_R@1"],
+    "retrieval": ["MAP@R", "R@1", "R@2", "R@4", "R@8", "R@10", "R@100", "R-Precision"],
 }
 
 

@@ -49,7 +49,7 @@ DEMO_TASKS: Dict[str, DemoTask] = {
     # gssf_dynamic is left out of the uni-modal tasks: it runs an MLP per scored pair (about
     # 0.04 M pairs/s at 256-d on 2 cores), so identity cross-entropy over ~1,100 proxies costs
     # seconds per step and a 5,000-image leave-one-out evaluation about ten minutes
-    # (docs/results_unimodal.md).
+    # (docs/results.md).
     "emoji-reid": DemoTask(
         name="emoji-reid",
         preset="emoji-reid",

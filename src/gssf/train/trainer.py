@@ -472,10 +472,12 @@ class Trainer:
         return {g.get("name", str(i)): float(g["lr"]) for i, g in enumerate(self.optimizer.param_groups)}
 
     def _validate(self) -> Dict[str, Any]:
+        split = self.cfg.data.val_split
+        assert split is not None, "no validation split (data.val_split is null)"
         metrics: Any = None
         if self.main:
             self.model.eval()
-            metrics = _jsonable(self.task.evaluate(self.model, self.cfg.data.val_split))
+            metrics = _jsonable(self.task.evaluate(self.model, split))
             self.model.train()
         return broadcast_object(metrics)
 
@@ -589,9 +591,10 @@ class Trainer:
 def run(config: TrainConfig, run_dir: PathLike, progress: bool = True, resume: bool = False) -> Dict[str, Any]:
     """Train with ``config``, writing everything into ``run_dir``; returns the results.
 
-    Returns ``{"val": best validation metrics, "test": test metrics of the selected
-    checkpoint (None when eval.test is false), "params": similarity parameter count,
-    "train_seconds": float, "history": [per-epoch dicts], "best_epoch": int,
+    Returns ``{"val": best validation metrics (None when data.val_split is null: then the
+    last epoch is tested), "test": test metrics of the selected checkpoint (None when
+    eval.test is false), "params": similarity parameter count,
+    "train_seconds": float, "history": [per-epoch dicts], "best_epoch": int or None,
     "metric": selection metric, "run_dir": str}``. ``resume=True`` continues the run in
     ``run_dir`` from its last checkpoint. Under ``torchrun`` every process calls this.
     """

@@ -1,0 +1,54 @@
+"""The uni-modal tasks of `gssf demo`: emoji re-ID, Fashion-MNIST and emoji fine-grained retrieval."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gssf.cli.main import main
+from gssf.demo.run import DEFAULT_TASKS, DEMO_TASKS
+from gssf.train import load_config
+
+UNIMODAL = ("emoji-reid", "fashion-mnist", "emoji-fine-grained")
+BASELINES = ("cosine", "euclidean", "diagonal", "block_diagonal", "gssf")
+
+
+def test_unimodal_tasks_are_registered_and_the_default_demo_stays_tux() -> None:
+    assert DEFAULT_TASKS == ("tux",)
+    for name, task_type, metric in zip(UNIMODAL, ("reid", "retrieval", "retrieval"), ("mAP", "R@1", "R@1")):
+        task = DEMO_TASKS[name]
+        assert task.name == name and task.main_metric == metric
+        assert tuple(task.similarities) == BASELINES  # gssf_dynamic does not fit (docs/results.md)
+        cfg = load_config(task.preset, overrides=list(task.overrides))
+        assert cfg.data.task == task_type and cfg.data.val_split is not None  # selection on validation
+        assert cfg.data.dataset == name
+        prepare = {"emoji-reid": "emoji", "emoji-fine-grained": "emoji", "fashion-mnist": "fashion-mnist"}[name]
+        assert tuple(task.datasets) == (prepare,)
+
+
+@pytest.mark.slow
+def test_demo_runs_the_unimodal_tasks_and_names_them_in_the_report(tmp_path: Path) -> None:
+    """One seed, two similarities, one epoch, 64 px, 2,000 training items (Fashion-MNIST shares the
+    feature cache of the preset test; a cold cache costs about a minute of extraction)."""
+    out = tmp_path / "demo"
+    argv = ["demo", "--tasks", *UNIMODAL, "--seeds", "0", "--similarities", "cosine", "gssf", "--epochs", "1",
+            "--set", "data.resolution=64", "--set", "data.max_train_items=2000", "--out", str(out), "--no-progress"]
+    assert main(argv) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert list(report["tasks"]) == list(UNIMODAL)
+    keys = {
+        "emoji-reid": {"mAP", "mINP", "R@1", "R@5", "R@10", "rerank_mAP", "rerank_R@1"},
+        "fashion-mnist": {"R@1", "R@2", "R@4", "R@8", "MAP@R", "R-Precision"},
+        "emoji-fine-grained": {"R@1", "R@10", "R@100", "MAP@R", "R-Precision"},
+    }
+    for name in UNIMODAL:
+        assert list(report["tasks"][name]) == ["cosine", "gssf"]
+        for sim, (run,) in report["tasks"][name].items():
+            assert run["seed"] == 0 and run["params"] == (0 if sim == "cosine" else 256 + 16 * 16 * 16)
+            assert keys[name] <= set(run["test"]) and keys[name] <= set(run["val"])
+    text = (out / "report.txt").read_text()
+    assert all(f"task {name} (test split" in text for name in UNIMODAL)
+    page = (out / "report.html").read_text()
+    assert all(name in page for name in UNIMODAL)
+    assert (out / "figures" / "emoji-reid_gssf_learned_matrix.png").is_file()
