@@ -33,7 +33,6 @@ def _read_json(path: Path):
         return None
 
 
-@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX signals")
 def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tmp_path: Path) -> None:
     features = write_features(tmp_path / "feats", splits={"train": 400, "val": 40, "test": 40})
     cfg = tiny_config(

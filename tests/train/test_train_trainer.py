@@ -134,7 +134,6 @@ def test_run_folder_is_not_overwritten(features: str, tmp_path: Path) -> None:
 
 
 def test_optional_tensorboard_events(features: str, tmp_path: Path) -> None:
-    pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     run(tiny_config(features, "train.epochs=2", "train.tensorboard=true"), tmp_path / "run", progress=False)
