@@ -31,6 +31,9 @@ def test_train_then_eval_json(setup, capsys: pytest.CaptureFixture) -> None:
     assert rc == 0
     out = capsys.readouterr().out
     assert f"run folder: {run_dir}" in out and "test rsum" in out
+    test_line = next(line for line in out.splitlines() if line.startswith("test: "))
+    for key in ("i2t_R@1", "i2t_R@5", "t2i_R@10", "i2t_medR", "rsum"):  # every protocol metric is printed
+        assert f"{key} " in test_line
     written = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert written["model"]["embed_dim"] == 8 and written["similarity"]["kwargs"] == {"num_blocks": 2}
     results = json.loads((run_dir / "results.json").read_text())

@@ -52,6 +52,12 @@ def _run(args: argparse.Namespace) -> int:
         parts.append(f"test {metric} {test:.2f}")
     parts.append(f"{results['train_seconds']:.1f} s")
     print(" | ".join(parts))
+    for split in ("val", "test"):  # every scalar protocol metric; lists (cmc) stay in results.json
+        metrics = results.get(split) or {}
+        cells = [f"{k} {v}" if isinstance(v, int) else f"{k} {v:.2f}"
+                 for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        if cells:
+            print(f"{split}: " + " | ".join(cells))
     return 0
 
 
