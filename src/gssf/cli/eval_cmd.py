@@ -5,14 +5,16 @@ import argparse
 import json
 
 
-def _format(metrics: dict) -> str:
-    rows = []
-    for k, v in metrics.items():
-        if isinstance(v, float):
-            rows.append(f"{k:<16}{v:10.2f}")
-        elif isinstance(v, int):
-            rows.append(f"{k:<16}{v:10d}")
-    return "\n".join(rows)
+def format_metrics(metrics: dict, one_line: bool = False) -> str:
+    """The scalar metrics of an evaluator dict (lists such as ``cmc`` are left out).
+
+    One ``name value`` row per metric, or all of them on one line joined by ``|``.
+    """
+    cells = [(k, f"{v:.2f}" if isinstance(v, float) else str(v))
+             for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    if one_line:
+        return " | ".join(f"{k} {v}" for k, v in cells)
+    return "\n".join(f"{k:<16}{v:>10}" for k, v in cells)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -28,7 +30,7 @@ def _run(args: argparse.Namespace) -> int:
         print(json.dumps(metrics, indent=2))
     else:
         print(f"{args.checkpoint} on split {args.split!r}:")
-        print(_format(metrics))
+        print(format_metrics(metrics))
     return 0
 
 

@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Optional
 
+from gssf.cli.eval_cmd import format_metrics
+
 from gssf.cli.main import CLIError
 
 
@@ -53,11 +55,9 @@ def _run(args: argparse.Namespace) -> int:
     parts.append(f"{results['train_seconds']:.1f} s")
     print(" | ".join(parts))
     for split in ("val", "test"):  # every scalar protocol metric; lists (cmc) stay in results.json
-        metrics = results.get(split) or {}
-        cells = [f"{k} {v}" if isinstance(v, int) else f"{k} {v:.2f}"
-                 for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
-        if cells:
-            print(f"{split}: " + " | ".join(cells))
+        line = format_metrics(results.get(split) or {}, one_line=True)
+        if line:
+            print(f"{split}: {line}")
     return 0
 
 

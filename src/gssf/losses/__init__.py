@@ -14,6 +14,7 @@ image's id and are never each other's negatives. The ``pytorch-metric-learning``
 adapter lives in :mod:`gssf.losses.pml` (optional extra).
 """
 from gssf.losses.base import (
+    PairLoss,
     SimilarityLoss,
     constrain_parameters,
     create_loss,
@@ -29,6 +30,7 @@ from gssf.losses.triplet import BatchHardTripletLoss
 
 __all__ = [
     "SimilarityLoss",
+    "PairLoss",
     "register_loss",
     "create_loss",
     "get_loss_class",

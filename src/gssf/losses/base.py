@@ -25,6 +25,7 @@ __all__ = [
     "list_losses",
     "positive_mask",
     "constrain_parameters",
+    "PairLoss",
 ]
 
 _REGISTRY: Dict[str, Type["SimilarityLoss"]] = {}
@@ -114,6 +115,25 @@ class SimilarityLoss(nn.Module):
 
     def constrain_(self) -> None:
         """Project the loss's own parameters back into their valid range (after an optimizer step)."""
+
+
+class PairLoss(SimilarityLoss):
+    """Cross-modal losses over two sets with ids: ``forward(x, y, x_ids, y_ids)``.
+
+    The shared steps (id checks, the ``(N, M)`` score matrix, the positive mask of
+    matching ids) live here; a subclass writes only :meth:`from_scores`.
+    """
+
+    kind: ClassVar[str] = "cross_modal"
+
+    def forward(self, x: Tensor, y: Tensor, x_ids: Tensor, y_ids: Tensor) -> Tensor:
+        x_ids = _check_ids(x_ids, x.shape[0], "x_ids").to(x.device)
+        y_ids = _check_ids(y_ids, y.shape[0], "y_ids").to(x.device)
+        return self.from_scores(self.similarity(x, y), positive_mask(x_ids, y_ids))
+
+    def from_scores(self, scores: Tensor, pos: Tensor) -> Tensor:
+        """The loss of a precomputed ``(N, M)`` score matrix and its boolean positive mask."""
+        raise NotImplementedError
 
 
 def constrain_parameters(*modules: nn.Module) -> None:

@@ -6,7 +6,7 @@ from typing import Tuple
 import torch
 from torch import Tensor
 
-from gssf.losses.base import SimilarityLoss, _check_ids, positive_mask, register_loss
+from gssf.losses.base import PairLoss, register_loss
 from gssf.similarity.base import Similarity
 
 __all__ = ["BidirectionalHingeLoss", "hinge_costs"]
@@ -40,7 +40,7 @@ def hinge_costs(scores: Tensor, pos: Tensor, margin: float, max_violation: bool)
 
 
 @register_loss("hinge")
-class BidirectionalHingeLoss(SimilarityLoss):
+class BidirectionalHingeLoss(PairLoss):
     """VSE++: ``sum_(i,p) sum_n [m + s(i, n) - s(i, p)]_+`` in both directions.
 
     ``x`` (images) index the rows and ``y`` (captions) the columns of the score matrix;
@@ -69,12 +69,6 @@ class BidirectionalHingeLoss(SimilarityLoss):
         self.margin = float(margin)
         self.max_violation = bool(max_violation)
         self.reduction = reduction
-
-    def forward(self, x: Tensor, y: Tensor, x_ids: Tensor, y_ids: Tensor) -> Tensor:
-        x_ids = _check_ids(x_ids, x.shape[0], "x_ids").to(x.device)
-        y_ids = _check_ids(y_ids, y.shape[0], "y_ids").to(x.device)
-        scores = self.similarity(x, y)
-        return self.from_scores(scores, positive_mask(x_ids, y_ids))
 
     def from_scores(self, scores: Tensor, pos: Tensor) -> Tensor:
         """The loss of a precomputed ``(N, M)`` score matrix and its positive mask."""

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gssf.losses.base import SimilarityLoss, _check_ids, positive_mask, register_loss
+from gssf.losses.base import PairLoss, register_loss
 from gssf.similarity.base import Similarity
 
 __all__ = ["InfoNCELoss", "infonce_direction"]
@@ -37,7 +37,7 @@ def infonce_direction(logits: Tensor, pos: Tensor) -> Tensor:
 
 
 @register_loss("infonce")
-class InfoNCELoss(SimilarityLoss):
+class InfoNCELoss(PairLoss):
     """Symmetric InfoNCE (CLIP): ``(l_x->y + l_y->x) / 2`` on logits ``s(x, y) / tau``.
 
     ``tau = exp(log_tau)`` is learnable (unless ``learn_temperature=False``) and clamped
@@ -87,12 +87,6 @@ class InfoNCELoss(SimilarityLoss):
     def constrain_(self) -> None:
         with torch.no_grad():
             self.log_tau.clamp_(self.min_log, self.max_log)
-
-    def forward(self, x: Tensor, y: Tensor, x_ids: Tensor, y_ids: Tensor) -> Tensor:
-        x_ids = _check_ids(x_ids, x.shape[0], "x_ids").to(x.device)
-        y_ids = _check_ids(y_ids, y.shape[0], "y_ids").to(x.device)
-        scores = self.similarity(x, y)
-        return self.from_scores(scores, positive_mask(x_ids, y_ids))
 
     def from_scores(self, scores: Tensor, pos: Tensor) -> Tensor:
         """The loss of a precomputed ``(N, M)`` score matrix and its positive mask."""

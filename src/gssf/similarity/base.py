@@ -138,11 +138,7 @@ class Similarity(nn.Module):
         """
         chunk = self._check_chunk_size(chunk_size)
         with _full_precision(x):
-            self._validate(x, "x")
-            self._validate(y, "y")
-            if x.shape[1] != y.shape[1]:
-                raise ValueError(f"x has {x.shape[1]} features but y has {y.shape[1]}")
-            dtype = self._compute_dtype(x, y)
+            dtype = self._check_pair(x, y, "x", "y")
             if self.is_static and self.gallery_fold_is_unit:
                 g = y.to(dtype).transpose(0, 1)  # no copy when y already has the compute dtype
                 col_scale = 1.0 / torch.linalg.vector_norm(y.to(dtype), dim=1).clamp_min(self.eps)
@@ -263,12 +259,16 @@ class Similarity(nn.Module):
         self._validate(t, what)
         return self._cast_normalize(t, self._compute_dtype(t))
 
-    def _prepare_pair(self, x: Tensor, y: Tensor, xname: str, yname: str) -> Tuple[Tensor, Tensor]:
+    def _check_pair(self, x: Tensor, y: Tensor, xname: str, yname: str) -> torch.dtype:
+        """Validate both inputs and return their common compute dtype."""
         self._validate(x, xname)
         self._validate(y, yname)
         if x.shape[1] != y.shape[1]:
             raise ValueError(f"{xname} has {x.shape[1]} features but {yname} has {y.shape[1]}")
-        dtype = self._compute_dtype(x, y)
+        return self._compute_dtype(x, y)
+
+    def _prepare_pair(self, x: Tensor, y: Tensor, xname: str, yname: str) -> Tuple[Tensor, Tensor]:
+        dtype = self._check_pair(x, y, xname, yname)
         return self._cast_normalize(x, dtype), self._cast_normalize(y, dtype)
 
 
