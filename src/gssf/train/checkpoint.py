@@ -14,9 +14,15 @@ place and the journal is removed. A crash before the commit leaves the previous
 checkpoint untouched (the staged files are cleaned up at the next save); a crash after
 it is rolled forward by the next reader. All three files carry the same checkpoint id,
 so a reader can tell a consistent set from a torn one.
+
+Every file is also checksummed: the description records the SHA-256 of the weights and
+state files and of its own content (``sha256``), and every load verifies them, so a
+flipped or zeroed byte is a :class:`~gssf.errors.CheckpointDamagedError`, never a silently
+different model.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import uuid
@@ -26,6 +32,7 @@ from typing import Any, Dict, Mapping, Optional, Union
 import torch
 from torch import Tensor
 
+from gssf.errors import CheckpointDamagedError
 from gssf.utils.io import atomic_write_json
 
 __all__ = [
@@ -41,8 +48,8 @@ __all__ = [
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-#: Version of the checkpoint layout written by :func:`save_checkpoint`.
-CHECKPOINT_FORMAT = 1
+#: Version of the checkpoint layout written by :func:`save_checkpoint` (2: SHA-256 checksums).
+CHECKPOINT_FORMAT = 2
 _WEIGHTS, _META, _STATE, _JOURNAL = ".safetensors", ".json", ".state.pt", ".commit.json"
 
 
@@ -62,6 +69,32 @@ def _fsync_dir(directory: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _meta_digest(meta: Mapping[str, Any]) -> str:
+    """SHA-256 of the description itself, over a canonical JSON form without ``path`` and the digest."""
+    body = {k: v for k, v in meta.items() if k not in ("path", "meta_sha256")}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, allow_nan=False).encode("utf-8")).hexdigest()
+
+
+def _verify_file(path: Path, meta: Mapping[str, Any], role: str) -> None:
+    expected = (meta.get("sha256") or {}).get(role)
+    if not expected:
+        raise CheckpointDamagedError(f"checkpoint is damaged: {meta['path']} records no checksum for its {role} file")
+    actual = _sha256_file(path)
+    if actual != expected:
+        raise CheckpointDamagedError(
+            f"checkpoint is damaged: {path} does not match the SHA-256 recorded in {meta['path']} "
+            f"(expected {expected[:12]}..., found {actual[:12]}...); restore it from a copy or retrain"
+        )
 
 
 def _apply_journal(directory: Path, name: str) -> None:
@@ -112,6 +145,7 @@ def save_checkpoint(
     _remove_stale(directory, name)
     token = uuid.uuid4().hex[:16]
     meta = {**meta, "format": CHECKPOINT_FORMAT, "checkpoint_id": token, "has_state": state is not None}
+    digests: Dict[str, str] = {}
 
     def staged(suffix: str) -> Path:
         return directory / f".{name}.{token}{suffix}.pending"
@@ -121,12 +155,16 @@ def save_checkpoint(
     flat = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     save_file(flat, str(weights), metadata={"checkpoint_id": token, "format": f"gssf-{CHECKPOINT_FORMAT}"})
     _fsync_file(weights)
+    digests["weights"] = _sha256_file(weights)
     plan.append((weights.name, f"{name}{_WEIGHTS}"))
     if state is not None:
         state_path = staged(_STATE)
         torch.save({**state, "checkpoint_id": token}, state_path)
         _fsync_file(state_path)
+        digests["state"] = _sha256_file(state_path)
         plan.append((state_path.name, f"{name}{_STATE}"))
+    meta["sha256"] = digests
+    meta["meta_sha256"] = _meta_digest(meta)
     meta_path = staged(_META)
     meta_path.write_text(json.dumps(meta, indent=2, allow_nan=False) + "\n", encoding="utf-8")
     _fsync_file(meta_path)
@@ -173,11 +211,19 @@ def load_checkpoint_meta(path: PathLike) -> Dict[str, Any]:
     """The JSON description of a checkpoint (see :func:`resolve_checkpoint` for ``path``)."""
     meta_path = resolve_checkpoint(path)
     try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise ValueError(f"checkpoint description {meta_path} is not valid JSON: {exc}") from None
-    if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{meta_path} is not a gssf checkpoint (format {CHECKPOINT_FORMAT})")
+        meta = json.loads(meta_path.read_bytes().decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CheckpointDamagedError(f"checkpoint is damaged: {meta_path} is not valid JSON ({exc})") from None
+    if not isinstance(meta, dict) or "format" not in meta or "checkpoint_id" not in meta:
+        raise ValueError(f"{meta_path} is not a gssf checkpoint description")
+    if meta.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(
+            f"{meta_path} has checkpoint format {meta.get('format')!r}; this gssf reads format {CHECKPOINT_FORMAT}"
+        )
+    if meta.get("meta_sha256") != _meta_digest(meta):
+        raise CheckpointDamagedError(
+            f"checkpoint is damaged: {meta_path} does not match its own SHA-256 (edited or corrupted)"
+        )
     meta["path"] = str(meta_path)
     return meta
 
@@ -200,10 +246,15 @@ def load_checkpoint_tensors(meta: Mapping[str, Any], device: Union[str, torch.de
     path = _stem(meta) + _WEIGHTS
     if not Path(path).is_file():
         raise FileNotFoundError(f"checkpoint weights missing: {path}")
-    with safe_open(path, framework="pt", device=str(device)) as fh:
+    try:
+        fh_cm = safe_open(path, framework="pt", device=str(device))
+    except Exception as exc:  # safetensors raises its own error type for a bad header
+        raise CheckpointDamagedError(f"checkpoint is damaged: {path} is not a readable safetensors file ({exc})") from None
+    with fh_cm as fh:
         token = (fh.metadata() or {}).get("checkpoint_id")
         if token != meta.get("checkpoint_id"):
             raise ValueError(f"checkpoint {path} does not match its description (torn write?): ids {token} != {meta.get('checkpoint_id')}")
+        _verify_file(Path(path), meta, "weights")
         return {k: fh.get_tensor(k) for k in fh.keys()}
 
 
@@ -212,6 +263,7 @@ def load_training_state(meta: Mapping[str, Any]) -> Dict[str, Any]:
     path = _stem(meta) + _STATE
     if not Path(path).is_file():
         raise FileNotFoundError(f"checkpoint {meta['path']} has no training state ({path}); it cannot be resumed")
+    _verify_file(Path(path), meta, "state")
     state = torch.load(path, map_location="cpu", weights_only=True)
     if state.get("checkpoint_id") != meta.get("checkpoint_id"):
         raise ValueError(f"training state {path} does not match its checkpoint description (torn write?)")

@@ -94,6 +94,11 @@ class DataConfig:
     max_train_items: int = _f(
         0, "uni-modal: train on a fixed random subset of this many training items, the same for every seed (0 = all)"
     )
+    skip_bad_images: bool = _f(
+        False,
+        "leave out images that cannot be read or exceed the size limits (listed in the run folder's "
+        "skipped_images.json) instead of stopping at the first one",
+    )
 
 
 @dataclass

@@ -17,7 +17,7 @@ themselves (heads, losses, evaluators) never see the config.
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -50,6 +50,7 @@ class SplitData:
     labels: Optional[Tensor] = None  # (N_img,) int64
     cams: Optional[Tensor] = None  # (N_img,) int64
     dataset: Any = None  # gssf.data dataset: raw images / captions
+    skipped: List[Dict[str, Any]] = field(default_factory=list)  # images left out (data.skip_bad_images)
 
     @property
     def num_images(self) -> int:
@@ -168,7 +169,8 @@ def load_split(
         from gssf.features import get_features
 
         kwargs: Dict[str, Any] = dict(
-            image_encoder=d.image_encoder, text_encoder=d.text_encoder, resolution=d.resolution, progress=progress
+            image_encoder=d.image_encoder, text_encoder=d.text_encoder, resolution=d.resolution, progress=progress,
+            skip_bad_images=d.skip_bad_images,
         )
         if dataset is not None:  # already loaded (and perhaps cut to a subset)
             fs = _call_with_supported(get_features, dataset, **kwargs)
@@ -190,6 +192,7 @@ def load_split(
     )
     if raw:
         data.dataset = dataset
+    data.skipped = list(getattr(fs, "meta", {}).get("skipped_images", []))
     return data
 
 
@@ -386,6 +389,10 @@ class Task:
         return torch.cat(out)
 
     # ---- per task
+    def data_splits(self, split: str) -> List[str]:
+        """The data splits that evaluating ``split`` reads."""
+        return [split]
+
     def num_items(self) -> int:
         raise NotImplementedError
 
@@ -484,6 +491,9 @@ class UniModalTask(Task):
 
     def num_items(self) -> int:
         return int(self._train_labels().shape[0])
+
+    def data_splits(self, split: str) -> List[str]:
+        return list(reid_pair(split)) if self.cfg.data.task == "reid" else [split]
 
     def sampler(self) -> Any:
         t = self.cfg.train

@@ -21,6 +21,7 @@ import contextlib
 import json
 import math
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple, Union
@@ -46,8 +47,11 @@ from gssf.train.distributed import (
     broadcast_object,
     cleanup_distributed,
     init_distributed,
+    resolve_device,
     shard_bounds,
 )
+from gssf.errors import TrainingDivergedError
+from gssf.train.rundir import RunDirLock, check_run_dir, run_dir_path
 from gssf.train.tasks import EncoderModule, Task, build_criterion, make_task
 from gssf.utils.io import atomic_write_json
 from gssf.utils.seed import seed_everything
@@ -295,7 +299,8 @@ class _Board:
 
 
 def _bar(total: int, initial: int, desc: str, enabled: bool) -> Any:
-    if not enabled:
+    # A bar only on a terminal: piped output gets the one line per epoch instead.
+    if not enabled or not sys.stderr.isatty():
         return None
     try:
         from tqdm.auto import tqdm
@@ -304,19 +309,71 @@ def _bar(total: int, initial: int, desc: str, enabled: bool) -> Any:
     return tqdm(total=total, initial=initial, desc=desc, leave=False, dynamic_ncols=True)
 
 
+def claim_run_dir(run_dir: PathLike, resume: bool, env: DistEnv) -> Optional[RunDirLock]:
+    """Check ``run_dir`` (see :mod:`gssf.train.rundir`) and lock it; every process raises the same error.
+
+    Only the main process checks and holds the lock (the others return ``None``). When a
+    lock file is already there its lock is taken first, so a live run is reported as
+    such; a folder without one is checked before anything is created in it.
+    """
+    error: Optional[BaseException] = None
+    lock: Optional[RunDirLock] = None
+    if env.is_main:
+        try:
+            path = run_dir_path(run_dir)
+            lock = RunDirLock(path)
+            if not lock.path.exists():
+                check_run_dir(path, resume)  # nothing is created in a folder that is refused
+            lock.acquire()
+            check_run_dir(path, resume)  # again under the lock: another process may have started
+        except (ValueError, OSError) as exc:
+            if lock is not None:
+                lock.release()
+            error = exc
+    error = broadcast_object(error)
+    if error is not None:
+        raise error
+    barrier()
+    return lock
+
+
+def _epoch_line(record: Mapping[str, Any], epochs: int, metric: str, improved: bool) -> str:
+    parts = [f"epoch {record['epoch']}/{epochs}", f"loss {record['train_loss']:.4f}"]
+    value = (record.get("val") or {}).get(metric)
+    if value is not None:
+        parts.append(f"val {metric} {value:.2f}" + (" (best)" if improved else ""))
+    parts.append(f"{record['seconds']:.1f} s")
+    return " | ".join(parts)
+
+
+def _stderr_line(message: str) -> None:
+    sys.stderr.write(message + "\n")
+    sys.stderr.flush()
+
+
 # --------------------------------------------------------------------------- trainer
 
 
 class Trainer:
     """One training run; use :func:`run` unless you need the pieces."""
 
-    def __init__(self, cfg: TrainConfig, run_dir: PathLike, env: Optional[DistEnv] = None, progress: bool = True) -> None:
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        run_dir: PathLike,
+        env: Optional[DistEnv] = None,
+        progress: bool = True,
+        quiet: bool = False,
+        lock: Optional[RunDirLock] = None,
+    ) -> None:
         self.cfg = cfg
         self.env = env or DistEnv()
         self.run_dir = Path(run_dir)
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.main = self.env.is_main
         self.progress = progress and self.main
+        self.quiet = quiet or not self.main
+        self._lock = lock
         if cfg.train.batch_size < self.env.world_size:
             raise ValueError(
                 f"config key 'train.batch_size' ({cfg.train.batch_size}) is smaller than the {self.env.world_size} processes"
@@ -329,6 +386,7 @@ class Trainer:
         self.input_dims = self.task.input_dims()
         if self.main:
             barrier()
+        self._check_splits()
         seed_everything(cfg.train.seed)
         self.model = self.task.build_model(self.input_dims).to(self.env.device)
         self.num_classes = self.task.num_classes()
@@ -352,6 +410,40 @@ class Trainer:
         self.seconds_before = 0.0
         self.log = _JsonlLog(self.run_dir / "log.jsonl", enabled=self.main)
         self.board: Optional[_Board] = None
+        self._saved: Optional[Tuple[int, int]] = None  # (epoch, step) of checkpoints/last
+
+    def _say(self, message: str) -> None:
+        if not self.quiet:
+            _stderr_line(message)
+
+    def _check_splits(self) -> None:
+        """Load (extracting on first use) every split the run will evaluate, before the first step.
+
+        A bad test image or a test split whose feature sizes differ from the training
+        split's then fails now, not after the last epoch. Only the main process evaluates.
+        """
+        self.skipped_images: List[Dict[str, Any]] = []
+        if not self.main:
+            return
+        d = self.cfg.data
+        names = [d.train_split]
+        for split in (d.val_split, d.test_split if self.cfg.eval.test else None):
+            names += self.task.data_splits(split) if split else []
+        skipped: List[Dict[str, Any]] = []
+        for name in dict.fromkeys(names):
+            t0 = time.perf_counter()
+            data = self.task.train_split() if name == d.train_split else self.task.split(name)
+            for modality, feats in (("image", data.image), ("text", data.text)):
+                want = self.input_dims.get(modality)
+                if feats is not None and want is not None and feats.ndim >= 2 and int(feats.shape[-1]) != want:
+                    raise ValueError(
+                        f"split {name!r} has {modality} features of size {int(feats.shape[-1])}, but the training "
+                        f"split {d.train_split!r} has {want}: every split must come from the same encoder"
+                    )
+            skipped += [{**item, "split": name} for item in data.skipped]
+            counts = f"{data.num_images} images" + (f", {data.text.shape[0]} texts" if data.text is not None else "")
+            self._say(f"data: split {name!r} ready: {counts} ({time.perf_counter() - t0:.1f} s)")
+        self.skipped_images = skipped
 
     # ---- checkpoints
     def describe(self) -> Dict[str, Any]:
@@ -398,6 +490,7 @@ class Trainer:
         self.log.write({"event": "checkpoint", "name": "last", "epoch": self.epoch, "step": self.step})
         self.log.sync()
         save_checkpoint(self.ckpt_dir, "last", self._tensors(), self._meta("last"), state=state)
+        self._saved = (self.epoch, self.step)
 
     def save_best(self) -> None:
         if self.main:
@@ -436,33 +529,37 @@ class Trainer:
         self.best = dict(meta["best"])
         self.seconds_before = float(meta["train_seconds"])
         self.log.reset(int(meta["log_offset"]))
+        self._saved = (self.epoch, self.step)
         self.log.write({"event": "resume", "epoch": self.epoch, "batches_done": self.batches_done, "step": self.step,
                         "world_size": self.env.world_size, "run_world_size": meta.get("world_size", 1)})
 
     # ---- loop
-    def _prepare_run_dir(self, resume: bool) -> None:
-        exists = broadcast_object(checkpoint_exists(self.ckpt_dir, "last") if self.main else None)
-        if not resume and exists:
-            raise ValueError(
-                f"run folder {self.run_dir} already holds a run (checkpoints/last.json); "
-                "pass --resume to continue it, or choose a new folder"
-            )
-        if resume and not exists:
-            raise FileNotFoundError(f"nothing to resume in {self.run_dir}: no checkpoints/last.json")
-        if self.main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-        barrier()
+    def _diverged(self, what: str, value: float) -> TrainingDivergedError:
+        lrs = ", ".join(f"{k} {v:.3g}" for k, v in self._lrs().items())
+        kept = (
+            f"the last good checkpoint {self.ckpt_dir / 'last.json'} (epoch {self._saved[0]}, step {self._saved[1]}) "
+            "is kept: resume from it with a lower learning rate, or start a new run"
+            if self._saved is not None else "no checkpoint had been written yet"
+        )
+        return TrainingDivergedError(
+            f"training diverged: {what} is {value} at step {self.step + 1} (epoch {self.epoch + 1}) "
+            f"with learning rates {lrs}; {kept}"
+        )
 
     def _train_step(self, batch: Tensor) -> float:
         start, stop = shard_bounds(batch.numel(), self.env.rank, self.env.world_size)
         loss = self.task.loss(self.model, self.criterion, batch[start:stop])
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"non-finite loss {float(loss)} at step {self.step}")
+            raise self._diverged("the loss", float(loss.detach()))
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         average_gradients(self.params)
-        if self.cfg.optim.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.params, self.cfg.optim.grad_clip)
+        # The gradient norm is checked before the step, so non-finite gradients never reach
+        # the weights (nor, through them, a checkpoint).
+        clip = self.cfg.optim.grad_clip if self.cfg.optim.grad_clip > 0 else math.inf
+        norm = torch.nn.utils.clip_grad_norm_(self.params, clip)
+        if not torch.isfinite(norm):
+            raise self._diverged("the gradient norm", float(norm))
         self.optimizer.step()
         constrain_parameters(self.criterion, self.model)
         self.scheduler.step()
@@ -482,8 +579,19 @@ class Trainer:
         return broadcast_object(metrics)
 
     def fit(self, resume: bool = False) -> Dict[str, Any]:
+        """Train (or, with ``resume``, continue) into the run folder; returns the results dict."""
+        owned = self._lock is None
+        if owned:
+            self._lock = claim_run_dir(self.run_dir, resume, self.env)
+        try:
+            return self._fit(resume)
+        finally:
+            if owned and self._lock is not None:
+                self._lock.release()
+                self._lock = None
+
+    def _fit(self, resume: bool) -> Dict[str, Any]:
         cfg, loop = self.cfg, self.cfg.train
-        self._prepare_run_dir(resume)
         self._t_start = time.perf_counter()
         if resume:
             self.restore()
@@ -493,6 +601,10 @@ class Trainer:
                 save_config(cfg, self.run_dir / "config.yaml", header=f"resolved config written by gssf {gssf.__version__}")
             self.log.write({"event": "start", "config": config_to_dict(cfg), "world_size": self.env.world_size,
                             "similarity_params": self.model.similarity.num_parameters})
+        if self.main and self.skipped_images:
+            atomic_write_json(self.run_dir / "skipped_images.json", self.skipped_images)
+            self._say(f"data: {len(self.skipped_images)} unreadable or oversized images left out "
+                      f"(listed in {self.run_dir / 'skipped_images.json'})")
         self.board = _Board(self.run_dir / "tensorboard", enabled=loop.tensorboard and self.main)
         try:
             self._loop()
@@ -552,6 +664,8 @@ class Trainer:
             self.history.append(record)
             self.epoch, self.batches_done, self.epoch_loss_sum = epoch + 1, 0, 0.0
             self.log.write({"event": "epoch", **record, "best": improved})
+            if self.progress:
+                self._say(_epoch_line(record, loop.epochs, self.task.metric, improved))
             if self.board is not None:
                 self.board.scalars("epoch", {"train_loss": record["train_loss"]}, self.step)
                 if record["val"]:
@@ -588,7 +702,9 @@ class Trainer:
         return results
 
 
-def run(config: TrainConfig, run_dir: PathLike, progress: bool = True, resume: bool = False) -> Dict[str, Any]:
+def run(
+    config: TrainConfig, run_dir: PathLike, progress: bool = True, resume: bool = False, quiet: bool = False
+) -> Dict[str, Any]:
     """Train with ``config``, writing everything into ``run_dir``; returns the results.
 
     Returns ``{"val": best validation metrics (None when data.val_split is null: then the
@@ -596,16 +712,24 @@ def run(config: TrainConfig, run_dir: PathLike, progress: bool = True, resume: b
     eval.test is false), "params": similarity parameter count,
     "train_seconds": float, "history": [per-epoch dicts], "best_epoch": int or None,
     "metric": selection metric, "run_dir": str}``. ``resume=True`` continues the run in
-    ``run_dir`` from its last checkpoint. Under ``torchrun`` every process calls this.
+    ``run_dir`` from its last checkpoint. ``progress``: a bar per epoch on a terminal and
+    one line per epoch on stderr; ``quiet``: not even the per-split data lines. The run
+    folder is checked and locked before any data is loaded (:mod:`gssf.train.rundir`).
+    Under ``torchrun`` every process calls this.
     """
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig (see gssf.train.load_config), got {type(config).__name__}")
     config.validate()
     env = init_distributed(config.train.device)
+    lock: Optional[RunDirLock] = None
     try:
+        lock = claim_run_dir(run_dir, resume, env)
         with _runtime(config.train, env.device):
-            return Trainer(config, run_dir, env=env, progress=progress).fit(resume=resume)
+            trainer = Trainer(config, run_dir, env=env, progress=progress, quiet=quiet, lock=lock)
+            return trainer.fit(resume=resume)
     finally:
+        if lock is not None:
+            lock.release()
         cleanup_distributed(env)
 
 
@@ -625,7 +749,7 @@ def load_model(
     if data_root is not None:
         data["data"] = {**data["data"], "root": data_root}
     cfg = config_from_dict(data).validate()
-    dev = torch.device(device)
+    dev = resolve_device(device, key="device")
     task = make_task(cfg, dev)
     model = task.build_model(dict(meta["input_dims"])).to(dev)
     check_compatible(meta, describe_model(cfg, meta["input_dims"], meta.get("loss", {}).get("num_classes", 0)))
