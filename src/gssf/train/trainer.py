@@ -364,7 +364,7 @@ class Trainer:
         env: Optional[DistEnv] = None,
         progress: bool = True,
         quiet: bool = False,
-        lock: Optional[RunDirLock] = None,
+        claimed: bool = False,
     ) -> None:
         self.cfg = cfg
         self.env = env or DistEnv()
@@ -373,7 +373,8 @@ class Trainer:
         self.main = self.env.is_main
         self.progress = progress and self.main
         self.quiet = quiet or not self.main
-        self._lock = lock
+        # ``claimed``: the caller (``run``) already checked and locked the run folder.
+        self._claimed = claimed
         if cfg.train.batch_size < self.env.world_size:
             raise ValueError(
                 f"config key 'train.batch_size' ({cfg.train.batch_size}) is smaller than the {self.env.world_size} processes"
@@ -580,15 +581,14 @@ class Trainer:
 
     def fit(self, resume: bool = False) -> Dict[str, Any]:
         """Train (or, with ``resume``, continue) into the run folder; returns the results dict."""
-        owned = self._lock is None
-        if owned:
-            self._lock = claim_run_dir(self.run_dir, resume, self.env)
+        if self._claimed:
+            return self._fit(resume)
+        lock = claim_run_dir(self.run_dir, resume, self.env)
         try:
             return self._fit(resume)
         finally:
-            if owned and self._lock is not None:
-                self._lock.release()
-                self._lock = None
+            if lock is not None:
+                lock.release()
 
     def _fit(self, resume: bool) -> Dict[str, Any]:
         cfg, loop = self.cfg, self.cfg.train
@@ -725,7 +725,7 @@ def run(
     try:
         lock = claim_run_dir(run_dir, resume, env)
         with _runtime(config.train, env.device):
-            trainer = Trainer(config, run_dir, env=env, progress=progress, quiet=quiet, lock=lock)
+            trainer = Trainer(config, run_dir, env=env, progress=progress, quiet=quiet, claimed=True)
             return trainer.fit(resume=resume)
     finally:
         if lock is not None:
