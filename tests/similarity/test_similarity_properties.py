@@ -7,6 +7,8 @@ import pytest
 import torch
 
 import gssf
+from gssf.losses import constrain_parameters
+from gssf.similarity.terms import SCALES
 from gssf.similarity import BilinearFormMixin
 
 D = 16
@@ -52,14 +54,22 @@ def test_one_block_of_size_d_equals_bilinear() -> None:
     torch.testing.assert_close(blocks.weight_matrix(), bil.weight_matrix(), rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("scale", SCALES)
 @pytest.mark.parametrize("parameterization", ["full", "scalar"])
-def test_blocks_of_size_one_equal_diagonal(parameterization: str) -> None:
-    blocks = gssf.create_similarity("block_diagonal", dim=D, block_size=1, parameterization=parameterization).double()
+def test_blocks_of_size_one_equal_diagonal(parameterization: str, scale: str) -> None:
+    blocks = gssf.create_similarity(
+        "block_diagonal", dim=D, block_size=1, parameterization=parameterization, scale=scale
+    ).double()
     perturb(blocks, 6)
+    constrain_parameters(blocks)  # the norm-ball scales keep |a| < 1: weights 1 + a in (0, 2)
     diag = gssf.create_similarity("diagonal", dim=D).double()
-    # 1 + tanh(a) == 2 sigmoid(2a): the two members span the same weights in (0, 2).
     with torch.no_grad():
-        diag.diagonal.theta.copy_(2.0 * blocks.blocks.raw.reshape(D))
+        if scale == "entrywise":  # 1 + tanh(a) == 2 sigmoid(2a): the same weights in (0, 2)
+            diag.diagonal.theta.copy_(2.0 * blocks.blocks.raw.reshape(D))
+        else:
+            a = blocks.blocks.raw.reshape(D).clamp(-0.999, 0.999)
+            blocks.blocks.raw.copy_(a.view_as(blocks.blocks.raw))
+            diag.diagonal.set_weights(1.0 + a)
     x, y = rand(5, seed=7, dtype=torch.float64), rand(8, seed=8, dtype=torch.float64)
     torch.testing.assert_close(blocks(x, y), diag(x, y), rtol=1e-12, atol=1e-12)
 
@@ -250,7 +260,10 @@ def _hinge(scores: torch.Tensor, margin: float = 0.2) -> torch.Tensor:
 
 
 def _scale_up_run(score_fn, params, steps: int = 300) -> torch.Tensor:
-    """Aligned pairs and a margin of 4: past ranking them right, only larger scores cut the loss."""
+    """Aligned pairs and a margin of 4: past ranking them right, only larger scores cut the loss.
+
+    After each step the members' projections run, as the trainer runs them.
+    """
     x = rand(32, seed=29)
     y = x + 0.8 * rand(32, seed=30)
     opt = torch.optim.Adam(params, lr=0.5)
@@ -259,6 +272,8 @@ def _scale_up_run(score_fn, params, steps: int = 300) -> torch.Tensor:
         opt.zero_grad()
         loss.backward()
         opt.step()
+        if isinstance(score_fn, torch.nn.Module):
+            constrain_parameters(score_fn)
     with torch.no_grad():
         return score_fn(x, y)
 
@@ -271,10 +286,13 @@ def test_scale_control_unbounded_bilinear_grows_past_the_bound() -> None:
     assert scores.abs().max() > 4 * gssf.create_similarity("bilinear", dim=D).score_bound
 
 
+@pytest.mark.parametrize("scale", SCALES)
 @pytest.mark.parametrize("name", ["diagonal", "block_diagonal", "gssf", "bilinear", "mahalanobis", "gssf_dynamic"])
-def test_scale_stays_bounded_under_a_margin_loss(name: str) -> None:
+def test_scale_stays_bounded_under_a_margin_loss(name: str, scale: str) -> None:
     torch.manual_seed(0)
     kwargs = {"num_blocks": 4, "parameterization": "lowrank", "rank": 3} if name == "block_diagonal" else {}
+    if name != "diagonal":
+        kwargs["scale"] = scale
     sim = gssf.create_similarity(name, dim=D, **kwargs)
     scores = _scale_up_run(sim, list(sim.parameters()))
     with torch.no_grad():

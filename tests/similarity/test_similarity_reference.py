@@ -41,17 +41,21 @@ def ref_block_matrix(term: BlockTerm) -> torch.Tensor:
     d, b = term.dim, term.block_size
     perm = term.permutation.tolist() if term.permutation is not None else list(range(d))
     m = torch.zeros(d, d, dtype=torch.float64)
+    # "entrywise": the first release's bounded map; the norm-ball scales use the parameters
+    # as they are (they are projected after optimizer steps, not in the forward pass).
+    entrywise = term.scale == "entrywise"
+    squash = (lambda a: term.bound / b * math.tanh(a)) if entrywise else (lambda a: a)  # noqa: E731
     for k in range(term.num_blocks):
         if term.parameterization == "lowrank":
             u, v = term.u[k].double(), term.v[k].double()
             fro = float(u.norm()) * float(v.norm())
-            scale = min(1.0, term.bound / fro) if fro > 0 else 1.0
+            scale = min(1.0, term.bound / fro) if fro > 0 and entrywise else 1.0
         for i in range(b):
             for j in range(b):
                 if term.parameterization == "full":
-                    val = term.bound / b * math.tanh(float(term.raw[k, i, j]))
+                    val = squash(float(term.raw[k, i, j]))
                 elif term.parameterization == "scalar":
-                    val = term.bound / b * math.tanh(float(term.raw[k]))
+                    val = squash(float(term.raw[k]))
                 else:
                     val = scale * sum(float(u[i, r]) * float(v[j, r]) for r in range(term.rank))
                 m[perm[k * b + i], perm[k * b + j]] = val
@@ -76,7 +80,8 @@ def ref_matrix(sim: gssf.Similarity) -> torch.Tensor:
         m = eye.clone()
         for i in range(D):
             for j in range(D):
-                m[i, j] += sim.bound / D * math.tanh(float(sim.raw[i, j]))
+                a = float(sim.raw[i, j])
+                m[i, j] += sim.bound / D * math.tanh(a) if sim.scale == "entrywise" else a
         return m
     raise AssertionError(name)
 
@@ -128,6 +133,12 @@ CONFIGS = [
     ("gssf", {"num_blocks": 3, "permutation": torch.randperm(D, generator=torch.Generator().manual_seed(3))}),
     ("gssf_dynamic", {"num_blocks": 3, "hidden": 5}),
     ("gssf_dynamic", {"num_blocks": 4, "parameterization": "lowrank", "rank": 1, "hidden": 4}),
+    # the first release's entrywise scale mechanism
+    ("gssf", {"num_blocks": 3, "scale": "entrywise"}),
+    ("block_diagonal", {"block_size": 4, "parameterization": "lowrank", "rank": 2, "scale": "entrywise"}),
+    ("gssf", {"num_blocks": 6, "parameterization": "scalar", "scale": "entrywise"}),
+    ("bilinear", {"scale": "entrywise"}),
+    ("mahalanobis", {"scale": "frobenius"}),
 ]
 IDS = [f"{n}-{'-'.join(f'{k}={v}' for k, v in kw.items() if k != 'permutation') or 'default'}"
        + ("-perm" if "permutation" in kw else "") for n, kw in CONFIGS]

@@ -7,38 +7,52 @@ import torch
 from torch import Tensor, nn
 
 from gssf.similarity.base import BilinearFormMixin, Similarity, register_similarity
+from gssf.similarity.terms import NormBall, _check_scale
 
 __all__ = ["BilinearSimilarity", "MahalanobisSimilarity"]
 
 
 class _DenseBounded(Similarity):
-    """Shared parameter ``A (D, D)`` with the bounded matrix ``I + (bound / D) * tanh(A)``.
+    """Shared parameter ``A (D, D)`` with the matrix ``I + A``, ``||A|| <= bound``.
 
-    Each entry of the learnable part is below ``bound / D`` in magnitude, so its spectral
-    norm is below ``bound``: the same scale mechanism as a GSSF block of size ``D``.
+    The same scale mechanism as a GSSF block of size ``D`` (``scale``: ``"spectral"`` or
+    ``"frobenius"``, a projection after each optimizer step, or the first release's
+    ``"entrywise"`` map ``I + (bound / D) tanh(A)``; see :mod:`gssf.similarity.terms`), so
+    ``||W - I||_2 <= bound``.
     """
 
     requires_dim = True
 
-    def __init__(self, dim: Optional[int] = None, bound: float = 1.0, eps: float = 1e-8) -> None:
+    def __init__(self, dim: Optional[int] = None, bound: float = 1.0, scale: str = "spectral", eps: float = 1e-8) -> None:
         super().__init__(dim=dim, eps=eps)
         if not bound > 0:
             raise ValueError(f"bound must be positive, got {bound}")
         assert self.dim is not None
         self.bound = float(bound)
+        self.scale = _check_scale(scale)
         self.raw = nn.Parameter(torch.zeros(self.dim, self.dim))
+        if scale != "entrywise":
+            self.norm_ball = NormBall(1, self.dim, self.dim, self.bound, norm=scale)
 
     def matrix(self) -> Tensor:
         """The bounded ``(D, D)`` matrix."""
         eye = torch.eye(self.dim, dtype=self.raw.dtype, device=self.raw.device)  # type: ignore[arg-type]
-        return eye + (self.bound / self.dim) * torch.tanh(self.raw)  # type: ignore[operator]
+        if self.scale == "entrywise":
+            return eye + (self.bound / self.dim) * torch.tanh(self.raw)  # type: ignore[operator]
+        return eye + self.raw
+
+    @torch.no_grad()
+    def constrain_(self) -> None:
+        """Project ``A`` back into the norm ball (after an optimizer step; no-op for ``entrywise``)."""
+        if self.scale != "entrywise":
+            self.norm_ball.project_(self.raw.unsqueeze(0))
 
     def flops_per_pair(self, dim: Optional[int] = None) -> int:
         d = dim or self.dim or 0
         return 2 * d
 
     def extra_repr(self) -> str:
-        return f"dim={self.dim}, bound={self.bound}"
+        return f"dim={self.dim}, bound={self.bound}, scale={self.scale!r}"
 
 
 @register_similarity("bilinear")

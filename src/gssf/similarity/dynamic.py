@@ -47,6 +47,7 @@ class DynamicGSSFSimilarity(_BlockMixin, Similarity):
         w_max: float = 2.0,
         bound: float = 1.0,
         permutation: Optional[Union[Sequence[int], Tensor]] = None,
+        scale: str = "spectral",
         hidden: int = 32,
         pair_budget: int = 1 << 22,
         eps: float = 1e-8,
@@ -58,7 +59,7 @@ class DynamicGSSFSimilarity(_BlockMixin, Similarity):
         if not isinstance(pair_budget, int) or pair_budget < self.dim:
             raise ValueError(f"pair_budget must be an integer >= dim={self.dim}, got {pair_budget!r}")
         self.diagonal = DiagonalTerm(self.dim, w_max=w_max)
-        self.blocks = self._make_block(self.dim, num_blocks, block_size, parameterization, rank, bound, permutation)
+        self.blocks = self._make_block(self.dim, num_blocks, block_size, parameterization, rank, bound, permutation, scale)
         self.hidden = hidden
         self.pair_budget = pair_budget
         self.gate = nn.Sequential(

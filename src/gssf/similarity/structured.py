@@ -51,6 +51,7 @@ class _BlockMixin:
         rank: int,
         bound: float,
         permutation: Optional[Union[Sequence[int], Tensor]],
+        scale: str = "spectral",
     ) -> BlockTerm:
         return BlockTerm(
             dim,
@@ -60,6 +61,7 @@ class _BlockMixin:
             rank=rank,
             bound=bound,
             permutation=permutation,
+            scale=scale,
         )
 
 
@@ -83,11 +85,12 @@ class BlockDiagonalSimilarity(BilinearFormMixin, _BlockMixin, Similarity):
         rank: int = 2,
         bound: float = 1.0,
         permutation: Optional[Union[Sequence[int], Tensor]] = None,
+        scale: str = "spectral",
         eps: float = 1e-8,
     ) -> None:
         super().__init__(dim=dim, eps=eps)
         assert self.dim is not None
-        self.blocks = self._make_block(self.dim, num_blocks, block_size, parameterization, rank, bound, permutation)
+        self.blocks = self._make_block(self.dim, num_blocks, block_size, parameterization, rank, bound, permutation, scale)
 
     @property
     def score_bound(self) -> float:
@@ -115,6 +118,8 @@ class GSSFSimilarity(BilinearFormMixin, _BlockMixin, Similarity):
         w_max: upper bound of the diagonal weights.
         bound: spectral-norm bound of the block term.
         permutation: a fixed channel order defining the groups (contiguous if ``None``).
+        scale: how the block term is kept inside its bound: ``"spectral"`` (default),
+            ``"frobenius"`` or ``"entrywise"`` (see :mod:`gssf.similarity.terms`).
     """
 
     requires_dim = True
@@ -129,12 +134,13 @@ class GSSFSimilarity(BilinearFormMixin, _BlockMixin, Similarity):
         w_max: float = 2.0,
         bound: float = 1.0,
         permutation: Optional[Union[Sequence[int], Tensor]] = None,
+        scale: str = "spectral",
         eps: float = 1e-8,
     ) -> None:
         super().__init__(dim=dim, eps=eps)
         assert self.dim is not None
         self.diagonal = DiagonalTerm(self.dim, w_max=w_max)
-        self.blocks = self._make_block(self.dim, num_blocks, block_size, parameterization, rank, bound, permutation)
+        self.blocks = self._make_block(self.dim, num_blocks, block_size, parameterization, rank, bound, permutation, scale)
 
     @classmethod
     def from_terms(cls, diagonal: DiagonalTerm, blocks: BlockTerm, eps: float = 1e-8) -> "GSSFSimilarity":

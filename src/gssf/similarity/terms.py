@@ -3,16 +3,22 @@
 Both act on row vectors from the right (``x -> x @ T``) so that a query can be folded
 once, ``q = normalize(x) @ M``, and the score becomes the inner product ``q . normalize(y)``.
 
-Scale mechanism (see docs/method.md): every learnable entry is bounded by construction,
+Scale mechanism (see docs/method.md): every learnable matrix is bounded by construction,
 so a margin loss cannot inflate scores by growing the weights.
 
 * diagonal weights ``w = w_max * sigmoid(theta + c)`` lie in ``(0, w_max)``; ``c`` makes
   ``w = 1`` at ``theta = 0``;
-* a ``full`` block is ``(bound / b) * tanh(A)``: each entry is below ``bound / b`` in
-  magnitude, so the block's spectral norm is below ``bound``;
-* a ``lowrank`` block ``U V^T`` is rescaled to spectral norm at most ``bound`` (through the
-  Frobenius norms of its factors, a cheap upper bound);
-* a ``scalar`` block ``(bound / b) * tanh(a) * 1 1^T`` has spectral norm ``bound * |tanh(a)|``.
+* a block ``B_k`` (``full``: the parameter itself; ``lowrank``: ``U V^T``; ``scalar``:
+  ``a 1 1^T``) is used as it is, and projected back into the ball ``||B_k|| <= bound``
+  after each optimizer step (``constrain_()``, :class:`NormBall`), with ``||.||`` the
+  spectral norm (``scale="spectral"``, the default, by a warm-started power iteration) or
+  the Frobenius norm (``scale="frobenius"``, exact, an upper bound of the spectral norm).
+  Every matrix of the structure with norm up to the bound is reachable, and Adam's step
+  per entry does not depend on the block size. Training loops other than gssf's own call
+  :func:`gssf.losses.constrain_parameters` after ``optimizer.step()``.
+* ``scale="entrywise"`` keeps the first release's map ``(bound / b) tanh(A)`` (entries
+  below ``bound / b``; ``lowrank`` rescaled through ``||U||_F ||V||_F``): it cannot reach
+  matrices with a few large entries, and its step per entry shrinks as ``1 / b``.
 
 A block-diagonal matrix's spectral norm is the largest of its blocks', so the whole term
 is bounded by ``bound``.
@@ -25,9 +31,17 @@ from typing import Optional, Sequence, Union
 import torch
 from torch import Tensor, nn
 
-__all__ = ["DiagonalTerm", "BlockTerm", "BLOCK_PARAMETERIZATIONS", "resolve_block_size"]
+__all__ = ["DiagonalTerm", "BlockTerm", "NormBall", "BLOCK_PARAMETERIZATIONS", "SCALES", "resolve_block_size"]
 
 BLOCK_PARAMETERIZATIONS = ("full", "lowrank", "scalar")
+#: Scale mechanisms of the matrix terms (see the module docstring).
+SCALES = ("spectral", "frobenius", "entrywise")
+
+
+def _check_scale(scale: str) -> str:
+    if scale not in SCALES:
+        raise ValueError(f"unknown scale mechanism {scale!r}; choose one of {SCALES}")
+    return scale
 
 
 def resolve_block_size(dim: int, num_blocks: Optional[int], block_size: Optional[int], default_max: int = 16) -> int:
@@ -62,6 +76,61 @@ def resolve_block_size(dim: int, num_blocks: Optional[int], block_size: Optional
 
 def _divisors(n: int) -> list:
     return [d for d in range(1, n + 1) if n % d == 0]
+
+
+class NormBall(nn.Module):
+    """Projection of ``K`` matrices ``A_k (r, c)`` into the norm ball of radius ``bound``.
+
+    :meth:`project_` rescales in place, ``A_k <- A_k / max(1, ||A_k|| / bound)``; it runs
+    after each optimizer step (``constrain_()``, called by
+    :func:`gssf.losses.constrain_parameters`), so the forward pass uses the matrix as it is
+    (a pure function, an identity map for the gradient). ``norm="spectral"`` estimates
+    ``||A_k||_2`` by power iteration warm-started from singular-vector estimates ``u (K, r)``,
+    ``v (K, c)`` kept as buffers (saved with the weights: a resumed run continues exactly);
+    ``norm="frobenius"`` is exact.
+    """
+
+    def __init__(self, count: int, rows: int, cols: int, bound: float, norm: str = "spectral", iterations: int = 3) -> None:
+        super().__init__()
+        if norm not in ("spectral", "frobenius"):
+            raise ValueError(f"norm must be 'spectral' or 'frobenius', got {norm!r}")
+        self.bound, self.norm, self.iterations = float(bound), norm, int(iterations)
+        if norm == "spectral":
+            g = torch.Generator().manual_seed(0)  # a fixed start; the global RNG stream is not touched
+            self.register_buffer("u", nn.functional.normalize(torch.randn(count, rows, generator=g), dim=1))
+            self.register_buffer("v", nn.functional.normalize(torch.randn(count, cols, generator=g), dim=1))
+
+    @torch.no_grad()
+    def norms(self, a: Tensor, iterations: Optional[int] = None) -> Tensor:
+        """The norm of each matrix of ``a (K, r, c)``, ``(K,)`` (spectral: refines the estimates)."""
+        if self.norm == "frobenius":
+            return a.flatten(1).norm(dim=1)
+        a = a.to(self.u.dtype)
+        u, v = self.u, self.v
+        for _ in range(self.iterations if iterations is None else iterations):
+            # A zero matrix (the initial state) maps to zero vectors: keep the previous ones.
+            nu = torch.einsum("krc,kc->kr", a, v)
+            n = nu.norm(dim=1, keepdim=True)
+            u = torch.where(n > 0, nu / n.clamp_min(1e-300), u)
+            nv = torch.einsum("krc,kr->kc", a, u)
+            n = nv.norm(dim=1, keepdim=True)
+            v = torch.where(n > 0, nv / n.clamp_min(1e-300), v)
+        self.u.copy_(u)
+        self.v.copy_(v)
+        return torch.einsum("kr,krc,kc->k", u, a, v).abs()
+
+    @torch.no_grad()
+    def factor(self, a: Tensor) -> Tensor:
+        """``1 / max(1, ||A_k|| / bound)``, ``(K,)``: the rescaling :meth:`project_` applies."""
+        return 1.0 / (self.norms(a) / self.bound).clamp_min(1.0)
+
+    @torch.no_grad()
+    def project_(self, a: Tensor) -> None:
+        """Rescale ``a (K, r, c)`` in place into the ball."""
+        a.mul_(self.factor(a).to(a.dtype).view(-1, 1, 1))
+
+    def extra_repr(self) -> str:
+        return f"norm={self.norm!r}, bound={self.bound}, iterations={self.iterations}"
 
 
 class DiagonalTerm(nn.Module):
@@ -110,6 +179,8 @@ class BlockTerm(nn.Module):
             ``permutation[k*b:(k+1)*b]``. Contiguous groups when ``None``.
         init_std: initial std of the ``U`` factor of ``lowrank`` blocks (``V`` starts at 0,
             so the term starts at 0 with a non-zero gradient).
+        scale: how the bound is kept: ``"spectral"`` (default), ``"frobenius"`` or
+            ``"entrywise"`` (see the module docstring).
     """
 
     def __init__(
@@ -122,8 +193,10 @@ class BlockTerm(nn.Module):
         bound: float = 1.0,
         permutation: Optional[Union[Sequence[int], Tensor]] = None,
         init_std: float = 0.1,
+        scale: str = "spectral",
     ) -> None:
         super().__init__()
+        self.scale = _check_scale(scale)
         if parameterization not in BLOCK_PARAMETERIZATIONS:
             raise ValueError(
                 f"unknown block parameterization {parameterization!r}; choose one of {BLOCK_PARAMETERIZATIONS}"
@@ -145,6 +218,9 @@ class BlockTerm(nn.Module):
             self.v = nn.Parameter(torch.zeros(k, b, rank))
         else:
             self.raw = nn.Parameter(torch.zeros(k))
+        # A scalar block a 1 1^T has norm |a| b: projected in closed form (no NormBall).
+        if scale != "entrywise" and parameterization != "scalar":
+            self.norm_ball = NormBall(k, b, b, self.bound, norm=scale)
         if permutation is None:
             self.register_buffer("permutation", None)
             self.register_buffer("inverse_permutation", None)
@@ -157,20 +233,55 @@ class BlockTerm(nn.Module):
 
     # The blocks as explicit (K, b, b) tensors. Used by ``apply`` for full blocks and by
     # ``dense`` for every parameterization.
+    def _unbounded(self) -> Tensor:
+        """The ``(K, b, b)`` blocks before the bounding map."""
+        if self.parameterization == "full":
+            return self.raw
+        if self.parameterization == "lowrank":
+            return self.u @ self.v.transpose(1, 2)
+        return self.raw.view(-1, 1, 1) * self._ones()
+
+    def _ones(self) -> Tensor:
+        b = self.block_size
+        return torch.ones(b, b, dtype=self.raw.dtype, device=self.raw.device)
+
+    def _lowrank_factor(self) -> Tensor:
+        """Per-block multiplier ``(K,)`` of ``U V^T`` (only ``entrywise`` rescales in the forward pass)."""
+        if self.scale == "entrywise":  # the first release's bound ||U V^T||_2 <= ||U||_F ||V||_F
+            fro = self.u.flatten(1).norm(dim=1) * self.v.flatten(1).norm(dim=1)
+            return self.bound / fro.clamp_min(self.bound)
+        return torch.ones(self.num_blocks, dtype=self.u.dtype, device=self.u.device)
+
+    def _scalar_weights(self) -> Tensor:
+        """The weight ``(K,)`` of each ``scalar`` block ``w_k 1 1^T`` (norm ``|w_k| b``)."""
+        if self.scale == "entrywise":
+            return (self.bound / self.block_size) * torch.tanh(self.raw)
+        return self.raw
+
     def blocks(self) -> Tensor:
         """The ``(K, b, b)`` blocks after the bounding map."""
-        b = self.block_size
-        if self.parameterization == "full":
-            return (self.bound / b) * torch.tanh(self.raw)
+        if self.parameterization == "scalar":
+            return self._scalar_weights().view(-1, 1, 1) * self._ones()
         if self.parameterization == "lowrank":
-            return self._lowrank_scale().unsqueeze(-1) * (self.u @ self.v.transpose(1, 2))
-        ones = torch.ones(b, b, dtype=self.raw.dtype, device=self.raw.device)
-        return ((self.bound / b) * torch.tanh(self.raw)).view(-1, 1, 1) * ones
+            return self._lowrank_factor().view(-1, 1, 1) * self._unbounded()
+        if self.scale == "entrywise":
+            return (self.bound / self.block_size) * torch.tanh(self.raw)
+        return self.raw
 
-    def _lowrank_scale(self) -> Tensor:
-        # ||U V^T||_2 <= ||U||_F ||V||_F; shrink a block only when that bound exceeds ``bound``.
-        fro = self.u.flatten(1).norm(dim=1) * self.v.flatten(1).norm(dim=1)
-        return (self.bound / fro.clamp_min(self.bound)).unsqueeze(-1)
+    @torch.no_grad()
+    def constrain_(self) -> None:
+        """Project the blocks back into the norm ball (after an optimizer step; no-op for ``entrywise``)."""
+        if self.scale == "entrywise":
+            return
+        if self.parameterization == "scalar":
+            limit = self.bound / self.block_size
+            self.raw.clamp_(-limit, limit)
+        elif self.parameterization == "full":
+            self.norm_ball.project_(self.raw)
+        else:  # U V^T scaled by f: scale each factor by sqrt(f)
+            root = self.norm_ball.factor(self._unbounded()).sqrt().view(-1, 1, 1)
+            self.u.mul_(root.to(self.u.dtype))
+            self.v.mul_(root.to(self.v.dtype))
 
     def _grouped(self, x: Tensor) -> Tensor:
         if self.permutation is not None:
@@ -195,10 +306,10 @@ class BlockTerm(nn.Module):
         elif self.parameterization == "lowrank":
             u, v = self.u.to(x.dtype), self.v.to(x.dtype)
             # x_k^T U_k V_k^T, scaled: (N,K,b)x(K,b,r) -> (N,K,r) -> (N,K,b)
-            z = torch.einsum("nki,kir->nkr", g, u) * self._lowrank_scale().to(x.dtype).unsqueeze(0)
+            z = torch.einsum("nki,kir->nkr", g, u) * self._lowrank_factor().to(x.dtype).view(1, -1, 1)
             out = torch.einsum("nkr,kjr->nkj", z, v)
         else:
-            w = ((self.bound / self.block_size) * torch.tanh(self.raw)).to(x.dtype)
+            w = self._scalar_weights().to(x.dtype)
             out = (g.sum(dim=-1, keepdim=True) * w.view(1, -1, 1)).expand_as(g)
         return self._ungrouped(out)
 
@@ -225,6 +336,6 @@ class BlockTerm(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"dim={self.dim}, num_blocks={self.num_blocks}, block_size={self.block_size}, "
-            f"parameterization={self.parameterization!r}, bound={self.bound}, "
+            f"parameterization={self.parameterization!r}, bound={self.bound}, scale={self.scale!r}, "
             f"permuted={self.permutation is not None}"
         )
