@@ -10,6 +10,13 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+import warnings
+
+# numpy is optional for the core (torch only); torch warns at import when it is absent, which
+# on a core install would be printed before every `gssf` command's output. Only that message
+# is silenced (torch emits it once, when first imported: here, unless the caller imported torch before).
+warnings.filterwarnings("ignore", message="Failed to initialize NumPy", category=UserWarning)
+
 from gssf.similarity import (  # noqa: E402
     Similarity,
     create_similarity,
@@ -23,11 +30,25 @@ from gssf.similarity import (  # noqa: E402
 _SUBPACKAGES = ("cli", "data", "demo", "encoders", "evaluation", "features", "losses", "models", "nn", "train", "utils")
 
 
+# Where numpy (in several extras) is missing, the extra to suggest for each subpackage.
+_NUMPY_EXTRA = {"data": "data", "demo": "data", "encoders": "data", "features": "data"}
+
+
 def __getattr__(name: str):  # PEP 562
     if name in _SUBPACKAGES:
         import importlib
 
-        return importlib.import_module(f"gssf.{name}")
+        try:
+            return importlib.import_module(f"gssf.{name}")
+        except ModuleNotFoundError as exc:  # an optional dependency: say which extra installs it
+            from gssf.errors import MissingExtraError
+            from gssf.utils.optional import extra_for
+
+            top = (exc.name or "").split(".")[0]
+            extra = _NUMPY_EXTRA.get(name, "train") if top == "numpy" else extra_for(top)
+            if extra is None:
+                raise
+            raise MissingExtraError(f"gssf.{name}", extra, top) from exc
     raise AttributeError(f"module 'gssf' has no attribute {name!r}")
 
 

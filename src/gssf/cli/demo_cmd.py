@@ -4,8 +4,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from gssf.cli.common import require_train_extra
+from gssf.utils.optional import require
+
 
 def _run(args: argparse.Namespace) -> int:
+    require_train_extra("gssf demo")
+    require("PIL", "data", "gssf demo")  # the demo's datasets are images
     from gssf.demo import DEFAULT_TASKS, DEMO_TASKS, run_demo
 
     if args.ablation:

@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from gssf.cli.common import check_device, is_safetensors_error, reading, require_train_extra
+
 
 def format_metrics(metrics: dict, one_line: bool = False) -> str:
     """The scalar metrics of an evaluator dict (lists such as ``cmc`` are left out).
@@ -18,12 +20,19 @@ def format_metrics(metrics: dict, one_line: bool = False) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
+    check_device(args.device)
+    require_train_extra("gssf eval")
     from gssf.train import evaluate_checkpoint
+    from gssf.train.checkpoint import resolve_checkpoint
     from gssf.utils.io import atomic_write_json
 
-    metrics = evaluate_checkpoint(
-        args.checkpoint, split=args.split, device=args.device, data_root=args.data_root, chunk_size=args.chunk_size
-    )
+    # The weights are the one binary file read here: a damaged one must be named (safetensors' own
+    # error does not say which file it was reading).
+    weights = str(resolve_checkpoint(args.checkpoint))[: -len(".json")] + ".safetensors"
+    with reading(weights, "checkpoint weights", catch=is_safetensors_error):
+        metrics = evaluate_checkpoint(
+            args.checkpoint, split=args.split, device=args.device, data_root=args.data_root, chunk_size=args.chunk_size
+        )
     if args.json:
         atomic_write_json(args.json, metrics)
     if args.print_json:

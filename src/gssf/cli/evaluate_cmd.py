@@ -15,41 +15,57 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import TYPE_CHECKING, Any, Dict, List
 
-import numpy as np
+from gssf.cli.common import reading
+from gssf.utils.optional import require
+
+if TYPE_CHECKING:  # numpy is imported when the command runs: `gssf --help` works without it
+    import numpy as np
 
 __all__ = ["add_parser", "format_table", "run"]
 
 
-def _load_scores(path: str, distance: bool, what: str = "scores") -> np.ndarray:
+def _numpy() -> Any:
+    return require("numpy", "train", "gssf evaluate")
+
+
+def _existing_file(path: str, what: str, suffixes: str) -> Path:
     p = Path(path)
+    if p.is_dir():
+        raise IsADirectoryError(21, f"{what} must be a {suffixes} file, not a folder", path)
     if not p.is_file():
         raise FileNotFoundError(f"{what} file not found: {path}")
+    return p
+
+
+def _load_scores(path: str, distance: bool, what: str = "scores") -> "np.ndarray":
+    np = _numpy()
+    p = _existing_file(path, what, ".npy")
     if p.suffix != ".npy":
         raise ValueError(f"{what} must be a .npy file, got {path}")
-    try:
-        # Memory-mapped: the evaluation reads it block by block.
+    with reading(path, f"{what} file"):
+        # Memory-mapped: the evaluation reads it block by block. No pickles: the file may come from anyone.
         arr = np.load(p, mmap_mode="r", allow_pickle=False)
-    except ValueError as exc:
-        raise ValueError(f"cannot read {what} file {path}: {exc}") from None
     if arr.ndim != 2:
         raise ValueError(f"{what} in {path} must be a 2-D matrix, got shape {arr.shape}")
     return -np.asarray(arr, dtype=np.float64 if arr.dtype == np.float64 else np.float32) if distance else arr
 
 
-def _load_labels(path: str, what: str) -> np.ndarray:
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"{what} file not found: {path}")
-    if p.suffix == ".npy":
-        arr = np.load(p, allow_pickle=False)
-    else:
-        lines = [ln.strip() for ln in p.read_text().splitlines() if ln.strip()]
-        try:
-            arr = np.asarray([int(v) for v in lines])
-        except ValueError:
-            arr = np.asarray(lines)  # string class names
+def _load_labels(path: str, what: str) -> "np.ndarray":
+    np = _numpy()
+    p = _existing_file(path, what, ".npy or text")
+    if p.suffix == ".npz":
+        raise ValueError(f"{what} must be a .npy file or a text file with one value per line, got the archive {path}")
+    with reading(path, f"{what} file"):
+        if p.suffix == ".npy":
+            arr = np.load(p, allow_pickle=False)
+        else:
+            lines = [ln.strip() for ln in p.read_text(encoding="utf-8").splitlines() if ln.strip()]
+            try:
+                arr = np.asarray([int(v) for v in lines])
+            except ValueError:
+                arr = np.asarray(lines)  # string class names
     arr = np.asarray(arr)
     if arr.ndim == 2 and 1 in arr.shape:  # a saved column or row vector
         arr = arr.reshape(-1)
@@ -77,6 +93,7 @@ def _fmt(v: Any) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate, print the table, optionally write JSON; returns the exit code."""
+    np = _numpy()
     from gssf.evaluation import image_text_metrics, k_reciprocal_rerank_from_scores, reid_metrics, retrieval_metrics
     from gssf.utils.io import atomic_write_json
 

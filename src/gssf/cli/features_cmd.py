@@ -11,10 +11,14 @@ import argparse
 from pathlib import Path
 from typing import Any, List
 
+from gssf.cli.common import check_device, is_decode_error, reading
+from gssf.utils.optional import require
+
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser("features", help="extract and cache encoder features", description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    # --home (here and on every action) comes from gssf.cli.main, shared by the commands that read the data home
     sub = p.add_subparsers(dest="features_command", metavar="ACTION")
 
     pe = sub.add_parser("extract", help="encode a dataset's splits (cached: a second call reuses them)")
@@ -30,7 +34,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     pe.add_argument("--limit", type=int, default=None, help="first N images of each split only")
     pe.add_argument("--force", action="store_true", help="recompute even if cached")
     pe.add_argument("--output", default=None, help="also write OUTPUT/<split>/features.npz")
-    pe.add_argument("--home", default=None, help="data home (default: $GSSF_DATA or ~/.cache/gssf)")
     pe.add_argument("--no-progress", action="store_true")
     pe.set_defaults(func=_extract)
 
@@ -52,6 +55,8 @@ def _splits(args: argparse.Namespace, all_splits: List[str]) -> List[str]:
 
 
 def _extract(args: argparse.Namespace) -> int:
+    check_device(args.device)
+    require("numpy", "data", "gssf features")
     from gssf.data import get_dataset_info
     from gssf.features import get_features
 
@@ -88,9 +93,11 @@ def _extract(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
+    require("numpy", "data", "gssf features")
     from gssf.features import load_features_file
 
-    fs = load_features_file(args.path)
+    with reading(args.path, "features file", catch=is_decode_error):  # its other errors name the file already
+        fs = load_features_file(args.path)
     print(fs.summary())
     for key in ("dataset", "split", "image", "text"):
         if key in fs.meta:

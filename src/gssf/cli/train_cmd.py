@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 from typing import Optional
 
+from gssf.cli.common import check_device, require_train_extra
 from gssf.cli.eval_cmd import format_metrics
-
-from gssf.cli.main import CLIError
+from gssf.errors import CLIError
 
 
 def _default_run_dir(config: str) -> Path:
@@ -19,6 +19,7 @@ def _default_run_dir(config: str) -> Path:
 
 
 def _run(args: argparse.Namespace) -> int:
+    require_train_extra("gssf train")
     from gssf.train import config_to_yaml, list_presets, load_config, run
 
     if args.list_presets:
@@ -41,6 +42,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.print_config:
         sys.stdout.write(config_to_yaml(cfg))
         return 0
+    check_device(cfg.train.device, where="config key train.device", allow_auto=True)
     if run_dir is None:
         run_dir = _default_run_dir(config)
     results = run(cfg, run_dir, progress=not args.no_progress, resume=args.resume is not False)
