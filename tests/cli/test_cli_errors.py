@@ -48,6 +48,13 @@ def bad(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, str]:
         shutil.copytree(root / "run" / "checkpoints", ck)
         (ck / "last.safetensors").write_bytes(data)
         files[f"{kind}_safetensors"] = ck / "last.safetensors"
+    flipped = root / "ck_flipped"  # one flipped bit deep in the tensor bytes: safetensors loads it silently
+    shutil.copytree(root / "run" / "checkpoints", flipped)
+    data = bytearray((flipped / "best.safetensors").read_bytes())
+    data[-2] ^= 0x01
+    (flipped / "best.safetensors").write_bytes(bytes(data))
+    files["flipped_safetensors"] = flipped / "best.safetensors"
+    files["run_config"] = root / "run" / "config.yaml"
     return {k: str(v) for k, v in files.items()}
 
 
@@ -85,6 +92,14 @@ BAD_INPUTS = [
     pytest.param(["eval", "{corrupt_safetensors}"], ["{corrupt_safetensors}"], id="eval-corrupt-safetensors"),
     pytest.param(["eval", "{dir}/nothing-here"], ["{dir}/nothing-here"], id="eval-missing-checkpoint"),
     pytest.param(["data", "info", "nope"], ["'nope'"], id="data-unknown-dataset"),
+    pytest.param(["eval", "{flipped_safetensors}"], ["checkpoint is damaged", "{flipped_safetensors}"],
+                 id="eval-flipped-bit-safetensors"),  # fmt: skip
+    pytest.param(["train", "{run_config}", "--run-dir", ""], ["--run-dir is empty"], id="train-empty-run-dir"),
+    pytest.param(["train", "{run_config}", "--run-dir", "{scores}"], ["{scores}", "is a file"], id="train-run-dir-is-file"),
+    pytest.param(["train", "{run_config}", "--run-dir", "{dir}"], ["{dir}", "not empty", "binary.txt"],
+                 id="train-run-dir-holds-foreign-files"),  # fmt: skip
+    pytest.param(["train", "{run_config}", "--run-dir", "{dir}/run"], ["already holds a run", "--resume"],
+                 id="train-run-dir-holds-a-run"),  # fmt: skip
 ]
 
 

@@ -26,6 +26,9 @@ def _run(args: argparse.Namespace) -> int:
         print("\n".join(list_presets()))
         return 0
     resume_dir: Optional[Path] = None
+    for flag, value in (("--run-dir", args.run_dir), ("--resume", args.resume)):
+        if isinstance(value, str) and not value.strip():
+            raise CLIError(f"{flag} is empty: name a folder for the run")
     if isinstance(args.resume, str):
         resume_dir = Path(args.resume)
         if args.run_dir is not None and Path(args.run_dir) != resume_dir:

@@ -38,11 +38,16 @@ def run_dir_path(run_dir: Optional[PathLike]) -> Path:
 
 
 def _listing(path: Path, limit: int = 8) -> str:
+    """The folder's entries (folders with their files, one level down), the lock file left out."""
     names: List[str] = []
-    for p in sorted(path.rglob("*")):
-        if p.name == LOCK_NAME or p.is_dir():
+    for p in sorted(path.iterdir()):
+        if p.name == LOCK_NAME:
             continue
-        names.append(str(p.relative_to(path)))
+        if p.is_dir():
+            inner = sorted(c.name for c in p.iterdir())
+            names += [f"{p.name}/{c}" for c in inner] or [f"{p.name}/"]
+        else:
+            names.append(p.name)
     shown = ", ".join(names[:limit])
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
