@@ -139,3 +139,19 @@ def test_commands_that_need_an_extra_name_it(core_python: Path, tmp_path: Path, 
     assert lines[0].startswith(f"gssf {args[0]}: error: ")
     assert f"pip install 'gssf[{extra}]'" in lines[0]
     assert not list(tmp_path.iterdir())  # nothing written
+
+
+@pytest.mark.parametrize("module, extra", [("gssf.train", "train"), ("gssf.evaluation", "train")])
+def test_importing_a_subpackage_directly_names_its_extra(core_python: Path, tmp_path: Path, module: str, extra: str) -> None:
+    code = f"""
+import gssf.errors
+try:
+    import {module}
+except gssf.errors.MissingExtraError as exc:
+    print(exc)
+"""
+    proc = _run(core_python, ["-c", code], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == (
+        f"{module} needs the optional dependency 'numpy', which is not installed: pip install 'gssf[{extra}]'"
+    )

@@ -13,6 +13,9 @@ variants for training loops (and DDP).
 Ties are broken pessimistically everywhere (see :mod:`gssf.evaluation.ranking`); rates
 are percentages; the outputs are JSON-serialisable dicts. See ``docs/evaluation.md``.
 """
+from gssf.utils.optional import require as _require
+
+_require("numpy", "train", "gssf.evaluation")  # numpy comes with the train, data and index extras
 from gssf.evaluation.evaluators import ImageTextEvaluator, ReIDEvaluator, RetrievalEvaluator
 from gssf.evaluation.image_text import image_text_metrics, image_text_metrics_from_embeddings
 from gssf.evaluation.reid import reid_metrics, reid_metrics_from_blocks, reid_metrics_from_embeddings

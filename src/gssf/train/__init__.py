@@ -9,6 +9,10 @@
 
 Needs the ``train`` extra (pyyaml, safetensors, tqdm). See ``docs/training.md``.
 """
+from gssf.utils.optional import require as _require
+
+for _module in ("numpy", "yaml", "safetensors"):  # a named extra, never a bare "No module named"
+    _require(_module, "train", "gssf.train")
 from gssf.train.config import (
     DataConfig,
     EvalConfig,
