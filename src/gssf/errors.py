@@ -18,6 +18,9 @@ __all__ = [
     "CacheError",
     "TrainingDivergedError",
     "MissingExtraError",
+    "BadTensorError",
+    "TensorTypeError",
+    "ScoreOverflowError",
 ]
 
 
@@ -66,3 +69,15 @@ class MissingExtraError(GssfError, ImportError):
             f"pip install 'gssf[{extra}]'"
         )
         self.feature, self.extra, self.module = feature, extra, module
+
+
+class BadTensorError(GssfError):
+    """A tensor argument of the wrong shape or with NaN/Inf values; the message names the argument."""
+
+
+class TensorTypeError(BadTensorError, TypeError):
+    """A non-tensor, or a tensor of a dtype that cannot be used (complex, integer, bool where reals are needed)."""
+
+
+class ScoreOverflowError(GssfError, OverflowError):
+    """Finite inputs whose scores overflow the compute dtype (raw inner products of huge features)."""
