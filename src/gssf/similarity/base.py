@@ -11,10 +11,11 @@ only its maths:
 * a *dynamic* member (pair-conditioned) overrides ``_score_matrix`` and ``_score_pairs``.
 
 Edges: every public entry point refuses non-real dtypes (complex, integer, bool) and
-NaN/Inf rows with a :class:`~gssf.errors.BadTensorError` naming the argument; rows are
-normalised after an exact power-of-two rescale, so finite rows of any magnitude score as
-their unit vectors do; members that score raw features (``dot``) raise
-:class:`~gssf.errors.ScoreOverflowError` instead of returning an overflowed score.
+NaN/Inf rows with a :class:`~gssf.errors.BadTensorError` naming the argument; rows whose
+squared norms would overflow or underflow are first rescaled by an exact power of two, so
+finite rows of any magnitude score as their unit vectors do; members that score raw
+features (``dot``) raise :class:`~gssf.errors.ScoreOverflowError` instead of returning an
+overflowed score.
 """
 from __future__ import annotations
 
@@ -208,7 +209,8 @@ class Similarity(nn.Module):
             raw = y.to(dtype)  # no copy when y already has the compute dtype
             norm = torch.linalg.vector_norm(raw, dim=1) if self.is_static and self.gallery_fold_is_unit else None
             # Raw rows enter a product with the folded queries: keep them well inside the range.
-            if norm is not None and _direct_norms_are_exact(norm, y.shape[1], self.eps, math.sqrt(torch.finfo(dtype).max)):
+            limit = math.sqrt(torch.finfo(dtype).max)
+            if norm is not None and _direct_norms_are_exact(norm, y.shape[1], self.eps, limit):
                 g = raw.transpose(0, 1)
                 col_scale: Optional[Tensor] = 1.0 / norm.clamp_min(self.eps)
             else:
