@@ -20,6 +20,9 @@ __all__ = [
     "MissingExtraError",
     "UnreadableFileError",
     "DeviceUnavailableError",
+    "BadTensorError",
+    "TensorTypeError",
+    "ScoreOverflowError",
 ]
 
 
@@ -76,3 +79,13 @@ class UnreadableFileError(GssfError):
 
 class DeviceUnavailableError(GssfError):
     """A requested device (``--device cuda``, ``train.device: cuda``) that this machine does not have."""
+class BadTensorError(GssfError):
+    """A tensor argument of the wrong shape or with NaN/Inf values; the message names the argument."""
+
+
+class TensorTypeError(BadTensorError, TypeError):
+    """A non-tensor, or a tensor of a dtype that cannot be used (complex, integer, bool where reals are needed)."""
+
+
+class ScoreOverflowError(GssfError, OverflowError):
+    """Finite inputs whose scores overflow the compute dtype (raw inner products of huge features)."""

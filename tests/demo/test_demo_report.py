@@ -3,13 +3,16 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from gssf.demo import figures
+from gssf.errors import BadImageError
 from gssf.demo.report import format_table, mean_std, summarize, write_report
 
 
@@ -49,8 +52,38 @@ def test_write_report_files(tmp_path: Path) -> None:
     paths = write_report(rep, tmp_path, figures={"tux": [fig]}, notes={"tux": "a note"})
     assert json.loads(paths["json"].read_text()) == rep
     page = paths["html"].read_text()
-    assert "figures/tux_recall.png" in page and "a note" in page and "<table>" in page
+    assert "title='figures/tux_recall.png'" in page and "a note" in page and "<table>" in page
     assert Image.open(fig).size[0] > 300
+
+
+def test_report_written_to_a_relative_folder_shows_its_figures_after_a_move(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, images_show: Callable[[Path], int]
+) -> None:
+    """``--out runs/demo`` (relative): figures must not be linked relative to the working directory."""
+    monkeypatch.chdir(tmp_path)
+    rep = fake_report()
+    out = Path("runs") / "demo"  # relative, as the CLI's default is
+    figs = [figures.recall_bars(rep, "tux", out / "figures" / "tux_recall.png"),
+            figures.weight_heatmap(np.eye(16), out / "figures" / "tux_matrix.png", block_size=4, zoom=8)]
+    write_report(rep, out, figures={"tux": figs})
+    moved = tmp_path / "mailed" / "elsewhere"
+    shutil.move(str(out), str(moved))
+    monkeypatch.chdir(moved.parent)  # opened from somewhere else
+    assert images_show(moved / "report.html") == 2
+    # the page alone (no figures/ folder next to it) still shows them
+    alone = tmp_path / "alone.html"
+    shutil.copy(moved / "report.html", alone)
+    shutil.rmtree(moved)
+    assert images_show(alone) == 2
+
+
+def test_a_figure_that_is_not_an_image_is_a_named_error(tmp_path: Path) -> None:
+    bogus = tmp_path / "figures" / "notes.txt"
+    bogus.parent.mkdir()
+    bogus.write_text("not a picture")
+    with pytest.raises(BadImageError, match=r"notes.txt is not an image file"):
+        write_report(fake_report(), tmp_path, figures={"tux": [bogus]})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["figures"]  # no partial report was written
 
 
 def test_figures_render(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -11,8 +12,12 @@ from gssf.cli.main import main
 pytestmark = pytest.mark.slow
 
 
-def test_demo_writes_report_and_reuses_finished_runs(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    out = tmp_path / "demo"
+def test_demo_writes_report_and_reuses_finished_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch,
+    images_show: Callable[[Path], int],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    out = Path("demo")  # relative, like the default runs/demo: the report must not depend on the cwd
     argv = ["demo", "--seeds", "0", "--similarities", "cosine", "gssf", "--epochs", "2", "--out", str(out),
             "--no-progress"]
     assert main(argv) == 0
@@ -31,12 +36,14 @@ def test_demo_writes_report_and_reuses_finished_runs(tmp_path: Path, capsys: pyt
     figs = sorted(p.name for p in (out / "figures").glob("*.png"))
     assert figs == ["tux_gssf_learned_matrix.png", "tux_test_metrics.png", "tux_text_to_image_examples.png",
                     "tux_training_curves.png"]
-    assert all(f"figures/{f}" in page for f in figs)
+    assert all(f"title='figures/{f}'" in page for f in figs)
+    assert images_show(out / "report.html") == len(figs)  # embedded, so they show wherever the page goes
     assert "task tux (test split, mean ± std over 1 seeds)" in (out / "report.txt").read_text()
     capsys.readouterr()
     # a second call finds both runs finished with the same config and does not retrain
     assert main(argv) == 0
-    assert capsys.readouterr().out.count("reusing") == 2
+    finished = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[tux]")]
+    assert len(finished) == 2 and all("(reused demo/tux/" in line for line in finished)  # one line per run
     def trained(rep: dict) -> dict:  # everything but the scoring time, which is re-measured on reuse
         return {s: [{k: v for k, v in r.items() if k != "score_seconds"} for r in runs]
                 for s, runs in rep["tasks"]["tux"].items()}

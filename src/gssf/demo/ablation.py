@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Sequence, Tuple
 
+from gssf.demo.progress import RunProgress
 from gssf.demo.report import mean_std
 from gssf.utils.io import atomic_write_json
 
@@ -59,20 +60,28 @@ def run_ablation(
     metric: str = "rsum",
     extra_overrides: Sequence[str] = (),
     log: Callable[[str], None] = print,
+    progress: bool = True,
 ) -> Dict[str, Any]:
-    """Run both stages; returns and writes ``ablation.json`` (validation metrics only)."""
+    """Run both stages; returns and writes ``ablation.json`` (validation metrics only).
+
+    Each finished run logs one line (a bar counts them when stderr is a terminal and
+    ``progress``), each finished setting its mean ± std.
+    """
     out_dir = Path(out_dir)
     rows: List[Dict[str, Any]] = []
 
     def stage(grid: List[Tuple[str, str, List[str]]]) -> None:
-        for st, label, ov in grid:
-            vals = []
-            for seed in seeds:
-                run_dir = out_dir / st / label.replace(" ", "_").replace("=", "-") / f"seed{seed}"
-                vals.append(_val_metric(preset, [*ov, *extra_overrides], seed, run_dir, metric))
-            ms = mean_std(vals)
-            rows.append({"stage": st, "setting": label, "overrides": ov, "values": vals, **ms})
-            log(f"  {st:<10}{label:<32} val {metric} {ms['mean']:7.2f} ± {ms['std']:.2f}")
+        with RunProgress(len(grid) * len(seeds), f"ablation {grid[0][0]}", log, enabled=progress) as bar:
+            for st, label, ov in grid:
+                vals = []
+                for seed in seeds:
+                    bar.start(f"{label} seed {seed}")
+                    run_dir = out_dir / st / label.replace(" ", "_").replace("=", "-") / f"seed{seed}"
+                    vals.append(_val_metric(preset, [*ov, *extra_overrides], seed, run_dir, metric))
+                    bar.done(f"  {st:<10}{label:<32} seed {seed}: val {metric} {vals[-1]:7.2f}")
+                ms = mean_std(vals)
+                rows.append({"stage": st, "setting": label, "overrides": ov, "values": vals, **ms})
+                bar.note(f"  {st:<10}{label:<32} val {metric} {ms['mean']:7.2f} ± {ms['std']:.2f}")
 
     stage(default_grid())
     best_lr: Dict[str, float] = {}

@@ -10,11 +10,14 @@ where the metric dicts use the evaluator's keys (``rsum``, ``i2t_R@1``, ``mAP``,
 """
 from __future__ import annotations
 
+import base64
 import html
 import math
+import mimetypes
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
+from gssf.errors import BadImageError
 from gssf.utils.io import atomic_write_json, atomic_write_text
 
 __all__ = ["TASK_METRICS", "summarize", "format_table", "write_report", "mean_std"]
@@ -116,18 +119,36 @@ def _html_table(report: Mapping[str, Any], task: str, split: str) -> str:
     )
 
 
+def _figure_html(fig: Path, out_dir: Path) -> str:
+    """A ``<figure>`` whose image is embedded as a ``data:`` URI.
+
+    Embedded, the page shows its figures wherever it is opened from: whatever ``--out``
+    was (relative or absolute), after the folder is moved, or when the HTML alone is mailed.
+    The title names the file next to the report that holds the same image.
+    """
+    path = Path(fig)
+    data = path.read_bytes()  # a relative figure path is relative to the working directory, as written
+    mime = "image/png" if data.startswith(b"\x89PNG\r\n\x1a\n") else (mimetypes.guess_type(path.name)[0] or "")
+    if not mime.startswith("image/"):
+        raise BadImageError(f"figure {path} is not an image file (expected a PNG)")
+    try:
+        shown = path.resolve().relative_to(Path(out_dir).resolve()).as_posix()
+    except ValueError:  # a figure kept outside the report folder
+        shown = path.name
+    uri = f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+    caption = html.escape(path.stem.replace("_", " "))
+    return (f"<figure><img src='{uri}' alt='{caption}' title='{html.escape(shown)}'>"
+            f"<figcaption>{caption}</figcaption></figure>")
+
+
 def write_report(
     report: Mapping[str, Any],
     out_dir: Path,
     figures: Optional[Mapping[str, Sequence[Path]]] = None,
     notes: Optional[Mapping[str, str]] = None,
 ) -> Dict[str, Path]:
-    """Write ``report.json``, ``report.txt`` and ``report.html`` (figures referenced relatively)."""
+    """Write ``report.json``, ``report.txt`` and a self-contained ``report.html`` (figures embedded)."""
     out_dir = Path(out_dir)
-    paths = {
-        "json": atomic_write_json(out_dir / "report.json", report),
-        "txt": atomic_write_text(out_dir / "report.txt", format_table(report)),
-    }
     figures = figures or {}
     notes = notes or {}
     parts = [
@@ -147,10 +168,7 @@ def write_report(
         parts.append(_html_table(report, task, "test"))
         parts.append("<h3>Validation split (model selection)</h3>")
         parts.append(_html_table(report, task, "val"))
-        for fig in figures.get(task, []):
-            rel = Path(fig).relative_to(out_dir) if Path(fig).is_absolute() else Path(fig)
-            parts.append(f"<figure><img src='{html.escape(rel.as_posix())}' alt='{html.escape(rel.stem)}'>"
-                         f"<figcaption>{html.escape(rel.stem.replace('_', ' '))}</figcaption></figure>")
+        parts.extend(_figure_html(fig, out_dir) for fig in figures.get(task, []))
     meta = report.get("meta", {})
     if meta:
         items = "".join(
@@ -158,5 +176,9 @@ def write_report(
         )
         parts.append(f"<h2>Set-up</h2><ul>{items}</ul>")
     parts.append("</body></html>")
-    paths["html"] = atomic_write_text(out_dir / "report.html", "\n".join(parts))
-    return paths
+    # The page is built (figures read) before anything is written: a bad figure leaves no partial report.
+    return {
+        "json": atomic_write_json(out_dir / "report.json", report),
+        "txt": atomic_write_text(out_dir / "report.txt", format_table(report)),
+        "html": atomic_write_text(out_dir / "report.html", "\n".join(parts)),
+    }

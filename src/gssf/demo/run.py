@@ -14,10 +14,11 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 
+from gssf.demo.progress import RunProgress
 from gssf.utils.io import atomic_write_json
 
 __all__ = ["DemoTask", "DEMO_TASKS", "DEFAULT_TASKS", "run_demo"]
@@ -130,14 +131,15 @@ def _curve(history: Sequence[Mapping[str, Any]], metric: str) -> List[Dict[str, 
     return rows
 
 
-def _train_one(cfg: Any, run_dir: Path, progress: bool, log: Callable[[str], None]) -> Dict[str, Any]:
+def _train_one(cfg: Any, run_dir: Path, progress: bool) -> Tuple[Dict[str, Any], bool]:
+    """Train (or resume) one run; returns its results and whether a finished run was reused."""
     from gssf.train import load_model, run
 
     key = _config_key(cfg)
     key_file, results_file = run_dir / "demo_config.json", run_dir / "results.json"
     same = key_file.exists() and json.loads(key_file.read_text()) == key
-    if same and results_file.exists():
-        log(f"  reusing {run_dir}")
+    reused = same and results_file.exists()
+    if reused:
         results = json.loads(results_file.read_text())
     else:
         resume = same and (run_dir / "checkpoints" / "last.json").exists()
@@ -149,7 +151,52 @@ def _train_one(cfg: Any, run_dir: Path, progress: bool, log: Callable[[str], Non
         results = run(cfg, run_dir, progress=progress, resume=resume)
     model, task, _ = load_model(run_dir)
     results["score_seconds"] = _score_seconds(model, task, cfg.data.test_split)
-    return results
+    return results, reused
+
+
+def _run_task(
+    task: DemoTask,
+    sims: Sequence[str],
+    seeds: Sequence[int],
+    overrides: Sequence[str],
+    out_dir: Path,
+    progress: bool,
+    bar: RunProgress,
+    report: Dict[str, Any],
+    histories: Dict[str, Dict[str, List[List[Dict[str, Any]]]]],
+) -> None:
+    """Every (similarity, seed) run of one task, into ``report`` and ``histories``; one line per finished run."""
+    from gssf.train import load_config
+
+    report["tasks"][task.name] = {}
+    histories[task.name] = {}
+    m = task.main_metric
+    for sim in sims:
+        runs = []
+        for seed in seeds:
+            cfg = load_config(
+                task.preset,
+                overrides=[*task.overrides, f"similarity.name={sim}", f"train.seed={seed}", *overrides],
+            )
+            bar.start(f"{task.name} {sim} seed {seed}")
+            run_dir = out_dir / task.name / sim / f"seed{seed}"
+            res, reused = _train_one(cfg, run_dir, progress)
+            runs.append(
+                {
+                    "seed": seed,
+                    "val": res["val"],
+                    "test": res["test"],
+                    "params": res["params"],
+                    "train_seconds": res["train_seconds"],
+                    "score_seconds": res["score_seconds"],
+                    "best_epoch": res.get("best_epoch"),
+                }
+            )
+            histories[task.name].setdefault(sim, []).append(_curve(res.get("history", []), m))
+            how = f"reused {run_dir}" if reused else f"{res['train_seconds']:.1f} s"
+            scores = f"val {m} {res['val'][m]:.2f}  test {m} {res['test'][m]:.2f}"
+            bar.done(f"[{task.name}] {sim} seed {seed}: {scores}  ({how})")
+        report["tasks"][task.name][sim] = runs
 
 
 def run_demo(
@@ -168,7 +215,6 @@ def run_demo(
     ``train.epochs=5``); ``similarities`` restricts each task's list.
     """
     from gssf.data.prepare import prepare_many
-    from gssf.train import load_config
 
     unknown = [t for t in tasks if t not in DEMO_TASKS]
     if unknown:
@@ -176,43 +222,23 @@ def run_demo(
     if not seeds:
         raise ValueError("at least one seed is needed")
     out_dir = Path(out_dir)
+    plan = []  # checked before any data is prepared or run trained
+    for tname in tasks:
+        task = DEMO_TASKS[tname]
+        sims = [s for s in task.similarities if similarities is None or s in similarities]
+        if not sims:
+            raise ValueError(f"none of {list(similarities or [])} is compared on task {tname!r} ({list(task.similarities)})")
+        plan.append((task, sims))
     datasets = sorted({d for t in tasks for d in DEMO_TASKS[t].datasets})
     log(f"preparing data: {', '.join(datasets)}")
     prepare_many(datasets)
     report: Dict[str, Any] = {"tasks": {}, "meta": {}}
     histories: Dict[str, Dict[str, List[List[Dict[str, Any]]]]] = {}
     t_start = time.perf_counter()
-    for tname in tasks:
-        task = DEMO_TASKS[tname]
-        sims = [s for s in task.similarities if similarities is None or s in similarities]
-        if not sims:
-            raise ValueError(f"none of {list(similarities or [])} is compared on task {tname!r} ({list(task.similarities)})")
-        report["tasks"][tname] = {}
-        histories[tname] = {}
-        for sim in sims:
-            runs = []
-            for seed in seeds:
-                cfg = load_config(
-                    task.preset,
-                    overrides=[*task.overrides, f"similarity.name={sim}", f"train.seed={seed}", *overrides],
-                )
-                log(f"[{tname}] {sim} seed {seed}")
-                res = _train_one(cfg, out_dir / tname / sim / f"seed{seed}", progress, log)
-                runs.append(
-                    {
-                        "seed": seed,
-                        "val": res["val"],
-                        "test": res["test"],
-                        "params": res["params"],
-                        "train_seconds": res["train_seconds"],
-                        "score_seconds": res["score_seconds"],
-                        "best_epoch": res.get("best_epoch"),
-                    }
-                )
-                histories[tname].setdefault(sim, []).append(_curve(res.get("history", []), task.main_metric))
-                m = task.main_metric
-                log(f"    val {m} {res['val'][m]:.2f}  test {m} {res['test'][m]:.2f}  ({res['train_seconds']:.1f} s)")
-            report["tasks"][tname][sim] = runs
+    bar = RunProgress(sum(len(sims) for _, sims in plan) * len(seeds), "demo runs", log, enabled=progress)
+    with bar:
+        for task, sims in plan:
+            _run_task(task, sims, seeds, overrides, out_dir, progress, bar, report, histories)
     report["meta"] = {
         "description": "; ".join(DEMO_TASKS[t].description for t in tasks),
         "seeds": list(seeds),

@@ -9,15 +9,24 @@ only its maths:
   ``_fold_gallery``: vectors whose inner product is the score. The score matrix is then
   one matrix multiply, and the folded vectors go straight into an inner-product index.
 * a *dynamic* member (pair-conditioned) overrides ``_score_matrix`` and ``_score_pairs``.
+
+Edges: every public entry point refuses non-real dtypes (complex, integer, bool) and
+NaN/Inf rows with a :class:`~gssf.errors.BadTensorError` naming the argument; rows whose
+squared norms would overflow or underflow are first rescaled by an exact power of two, so
+finite rows of any magnitude score as their unit vectors do; members that score raw
+features (``dot``) raise :class:`~gssf.errors.ScoreOverflowError` instead of returning an
+overflowed score.
 """
 from __future__ import annotations
 
 import contextlib
+import math
 from typing import Any, Callable, ClassVar, Dict, Iterator, List, Optional, Tuple, Type, TypeVar
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
+
+from gssf.errors import BadTensorError, GssfError, ScoreOverflowError, TensorTypeError
 
 __all__ = [
     "Similarity",
@@ -72,6 +81,60 @@ def _finite_rows(t: Tensor, rows: int = 4096) -> Tensor:
     return torch.cat([torch.isfinite(part).all(dim=1) for part in t.split(rows)])
 
 
+def _direct_norms_are_exact(norm: Tensor, dim: int, eps: float, limit: float) -> bool:
+    """Whether row norms ``norm (N, ...)`` computed directly from ``D = dim`` features are right.
+
+    Squaring overflows from about ``sqrt(max / D)`` per entry (``1e19`` in float32): such a
+    norm comes out ``inf`` (or above ``limit``, which callers set lower when the raw rows
+    enter a product). Squares below ``tiny`` underflow; they lose at most ``D * tiny`` of
+    ``norm**2``, which is below rounding above ``floor``, and irrelevant when the true
+    norm is below ``eps`` anyway. Only (N,)-sized work; one host sync.
+    """
+    info = torch.finfo(norm.dtype)
+    floor = math.sqrt(dim * info.tiny / info.eps)
+    lost = math.sqrt(dim * info.tiny)  # the true norm is at most norm + lost
+    bad = norm > limit
+    if eps - lost < floor:  # never with the default eps: no underflow check on the common path
+        bad = bad | ((norm < floor) & (norm >= eps - lost))
+    return not bool(bad.any())
+
+
+def _unit_rows(t: Tensor, eps: float) -> Tensor:
+    """``t / max(||t||, eps)`` row by row, ``(N, D) -> (N, D)``, for finite rows of any magnitude.
+
+    The common path is the direct formula (one norm, one division). Rows whose squares
+    overflow or underflow take :func:`_unit_rows_rescaled`; both give the same values
+    and the same gradients where the direct one is exact.
+    """
+    norm = torch.linalg.vector_norm(t, dim=1, keepdim=True)
+    if _direct_norms_are_exact(norm.detach(), t.shape[1], eps, torch.finfo(t.dtype).max):
+        return t / norm.clamp_min(eps)
+    return _unit_rows_rescaled(t, eps)
+
+
+def _unit_rows_rescaled(t: Tensor, eps: float) -> Tensor:
+    """:func:`_unit_rows` after dividing each row by a power of two near its largest entry.
+
+    Then the largest entry lies in ``(1/2, 2]`` in magnitude, so squares neither overflow
+    nor lose anything that matters to underflow. Dividing by a power of two is exact:
+    ordinary rows give the same bits as the direct formula. The scale is a constant for
+    autograd (the result does not depend on it), so the gradient is that of
+    ``t / max(||t||, eps)``; a zero row (scale 1/2) gets the finite gradient ``1 / eps``.
+    """
+    with torch.no_grad():
+        lo, hi = torch.aminmax(t, dim=1, keepdim=True)
+        _, exponent = torch.frexp(torch.maximum(hi, -lo))  # peak = m * 2**exponent, m in [0.5, 1)
+        scale = torch.ldexp(torch.ones_like(hi), exponent - 1)
+    u = t / scale
+    return u / torch.maximum(torch.linalg.vector_norm(u, dim=1, keepdim=True), eps / scale)
+
+
+def _peak(t: Tensor) -> float:
+    """``max |t|`` as a Python float, without an ``abs`` temporary."""
+    lo, hi = torch.aminmax(t.detach())
+    return max(float(hi), -float(lo))
+
+
 def _full_precision(t: Tensor) -> "contextlib.AbstractContextManager[None]":
     """Switch autocast off so scores accumulate in fp32 even inside a bf16/fp16 autocast region."""
     if isinstance(t, Tensor) and torch.is_autocast_enabled(t.device.type):
@@ -114,16 +177,16 @@ class Similarity(nn.Module):
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
         """Score matrix ``(N, M)`` of every row of ``x (N, D)`` against every row of ``y (M, D)``."""
         with _full_precision(x):
-            xp, yp = self._prepare_pair(x, y, "x", "y")
-            return self._score_matrix(xp, yp)
+            xp, yp, guard = self._prepare_pair(x, y, "x", "y")
+            scores = self._score_matrix(xp, yp)
+        return self._checked(scores, guard)
 
     def pair(self, x: Tensor, y: Tensor) -> Tensor:
         """Scores ``(N,)`` of aligned rows: ``pair(x, y)[i] == self(x, y)[i, i]``."""
         with _full_precision(x):
-            xp, yp = self._prepare_pair(x, y, "x", "y")
-            if xp.shape[0] != yp.shape[0]:
-                raise ValueError(f"pair() needs aligned rows: x has {xp.shape[0]} rows, y has {yp.shape[0]}")
-            return self._score_pairs(xp, yp)
+            xp, yp, guard = self._prepare_pair(x, y, "x", "y", aligned=True)
+            scores = self._score_pairs(xp, yp)
+        return self._checked(scores, guard)
 
     def score_chunks(
         self, x: Tensor, y: Tensor, chunk_size: Optional[int] = None
@@ -134,18 +197,33 @@ class Similarity(nn.Module):
         (plus the member's own chunk workspace) exist at a time. For members whose gallery
         fold is ``normalize(y)`` the normalised gallery is never materialised: each block is
         ``fold_query(x) @ y.T`` scaled by ``1 / max(||y||, eps)`` per column, so streaming
-        over a large gallery costs no copy of it.
+        over a large gallery costs no copy of it (unless its rows are so large or small that
+        their norms would overflow or underflow: then it is normalised once).
+
+        Inputs are checked when this is called, not when the first block is asked for.
         """
         chunk = self._check_chunk_size(chunk_size)
         with _full_precision(x):
             dtype = self._check_pair(x, y, "x", "y")
-            if self.is_static and self.gallery_fold_is_unit:
-                g = y.to(dtype).transpose(0, 1)  # no copy when y already has the compute dtype
-                col_scale = 1.0 / torch.linalg.vector_norm(y.to(dtype), dim=1).clamp_min(self.eps)
+            guard = self._may_overflow(x, y, dtype)
+            raw = y.to(dtype)  # no copy when y already has the compute dtype
+            norm = torch.linalg.vector_norm(raw, dim=1) if self.is_static and self.gallery_fold_is_unit else None
+            # Raw rows enter a product with the folded queries: keep them well inside the range.
+            limit = math.sqrt(torch.finfo(dtype).max)
+            if norm is not None and _direct_norms_are_exact(norm, y.shape[1], self.eps, limit):
+                g = raw.transpose(0, 1)
+                col_scale: Optional[Tensor] = 1.0 / norm.clamp_min(self.eps)
             else:
-                yp = self._cast_normalize(y, dtype)
+                yp = self._cast_normalize(raw, dtype)
                 g = self._fold_gallery(yp).transpose(0, 1) if self.is_static else yp
                 col_scale = None
+            del raw
+        return self._blocks(x, g, col_scale, dtype, chunk, guard)
+
+    def _blocks(
+        self, x: Tensor, g: Tensor, col_scale: Optional[Tensor], dtype: torch.dtype, chunk: int, guard: bool
+    ) -> Iterator[Tuple[int, Tensor]]:
+        """The generator behind :meth:`score_chunks`, on an already prepared gallery ``g``."""
         for start in range(0, x.shape[0], chunk):
             with _full_precision(x):
                 xs = self._cast_normalize(x[start : start + chunk], dtype)
@@ -155,7 +233,7 @@ class Similarity(nn.Module):
                     block = self._fold_query(xs) @ g
                 else:
                     block = (self._fold_query(xs) @ g).mul_(col_scale)
-            yield start, block
+            yield start, self._checked(block, guard, start)
             del block  # do not hold the previous block while the next one is computed
 
     def scores(self, x: Tensor, y: Tensor, chunk_size: Optional[int] = None) -> Tensor:
@@ -203,6 +281,31 @@ class Similarity(nn.Module):
         return (self._fold_query(x) * self._fold_gallery(y)).sum(dim=-1)
 
     # ------------------------------------------------------------------ shared steps
+    def _may_overflow(self, x: Tensor, y: Tensor, dtype: torch.dtype) -> bool:
+        """Whether raw scores of a member that does not normalise could overflow ``dtype``.
+
+        ``|x_i . y_j| <= D max|x| max|y|`` (and so is every partial sum); while that is
+        well below the dtype's max no score can overflow and the scores are not checked.
+        """
+        if self.normalizes:
+            return False
+        bound = x.shape[1] * _peak(x) * _peak(y)  # Python floats: an overflow gives inf, not an error
+        return bound >= torch.finfo(dtype).max / 4
+
+    def _checked(self, scores: Tensor, guard: bool, row0: int = 0) -> Tensor:
+        """``scores`` unchanged, or :class:`ScoreOverflowError` when ``guard`` and one is not finite."""
+        if not guard:
+            return scores
+        lo, hi = torch.aminmax(scores.detach())  # NaN propagates; no scores-sized temporary
+        if math.isfinite(float(lo)) and math.isfinite(float(hi)):
+            return scores
+        first = torch.nonzero(~torch.isfinite(scores.detach()))[0].tolist()
+        where = f"x row {row0 + first[0]}, y row {first[1]}" if scores.dim() == 2 else f"pair {first[0]}"
+        raise ScoreOverflowError(
+            f"similarity {self.name!r}: the inner products of these finite inputs overflow {scores.dtype} "
+            f"(first at {where}); scale the features down or use a normalising similarity such as 'cosine'"
+        )
+
     def _require_static(self, what: str) -> None:
         if not self.is_static:
             raise TypeError(
@@ -214,7 +317,7 @@ class Similarity(nn.Module):
     def _check_chunk_size(self, chunk_size: Optional[int]) -> int:
         chunk = self.default_chunk_size if chunk_size is None else chunk_size
         if not isinstance(chunk, int) or isinstance(chunk, bool) or chunk <= 0:
-            raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+            raise GssfError(f"chunk_size must be a positive integer, got {chunk_size!r}")
         return chunk
 
     def _compute_dtype(self, *tensors: Tensor) -> torch.dtype:
@@ -224,19 +327,22 @@ class Similarity(nn.Module):
 
     def _validate(self, t: Tensor, what: str) -> None:
         if not isinstance(t, Tensor):
-            raise TypeError(f"{what} must be a torch.Tensor, got {type(t).__name__}")
+            raise TensorTypeError(f"{what} must be a torch.Tensor, got {type(t).__name__}")
+        if not t.is_floating_point():
+            # complex would silently lose its imaginary part, integers and bools are no features
+            raise TensorTypeError(
+                f"{what} must be a real floating-point tensor (float16, bfloat16, float32 or float64), got {t.dtype}"
+            )
         if t.dim() != 2:
-            raise ValueError(f"{what} must be 2-D (rows, features), got shape {tuple(t.shape)}")
+            raise BadTensorError(f"{what} must be 2-D (rows, features), got shape {tuple(t.shape)}")
         if t.shape[0] == 0:
-            raise ValueError(f"{what} is empty: it has no rows")
+            raise BadTensorError(f"{what} is empty: it has no rows")
         if t.shape[1] == 0:
-            raise ValueError(f"{what} has no feature columns")
+            raise BadTensorError(f"{what} has no feature columns")
         if self.dim is not None and t.shape[1] != self.dim:
-            raise ValueError(
+            raise BadTensorError(
                 f"{what} has {t.shape[1]} features but similarity {self.name!r} was built for dim={self.dim}"
             )
-        if not (t.is_floating_point() or t.is_complex()):
-            raise TypeError(f"{what} must be a floating-point tensor, got {t.dtype}")
         # One reduction, no (rows x D) temporary: a NaN or Inf anywhere makes the sum
         # non-finite. Only then (or on overflow of the sum) look row by row.
         acc = torch.float64 if t.dtype == torch.float64 else torch.float32
@@ -246,14 +352,11 @@ class Similarity(nn.Module):
         if not bool(finite.all()):
             bad = torch.nonzero(~finite).flatten().tolist()
             shown = ", ".join(str(i) for i in bad[:10]) + (" ..." if len(bad) > 10 else "")
-            raise ValueError(f"{what} has {len(bad)} row(s) with NaN or Inf values: rows {shown}")
+            raise BadTensorError(f"{what} has {len(bad)} row(s) with NaN or Inf values: rows {shown}")
 
     def _cast_normalize(self, t: Tensor, dtype: torch.dtype) -> Tensor:
         t = t.to(dtype)
-        if self.normalizes:
-            # F.normalize divides by max(norm, eps): a zero row stays zero with finite gradients.
-            t = F.normalize(t, p=2.0, dim=1, eps=self.eps)
-        return t
+        return _unit_rows(t, self.eps) if self.normalizes else t
 
     def _prepare(self, t: Tensor, what: str) -> Tensor:
         self._validate(t, what)
@@ -264,12 +367,18 @@ class Similarity(nn.Module):
         self._validate(x, xname)
         self._validate(y, yname)
         if x.shape[1] != y.shape[1]:
-            raise ValueError(f"{xname} has {x.shape[1]} features but {yname} has {y.shape[1]}")
+            raise BadTensorError(f"{xname} has {x.shape[1]} features but {yname} has {y.shape[1]}")
         return self._compute_dtype(x, y)
 
-    def _prepare_pair(self, x: Tensor, y: Tensor, xname: str, yname: str) -> Tuple[Tensor, Tensor]:
+    def _prepare_pair(
+        self, x: Tensor, y: Tensor, xname: str, yname: str, aligned: bool = False
+    ) -> Tuple[Tensor, Tensor, bool]:
+        """Prepared ``x`` and ``y``, and whether their scores need the overflow check."""
         dtype = self._check_pair(x, y, xname, yname)
-        return self._cast_normalize(x, dtype), self._cast_normalize(y, dtype)
+        if aligned and x.shape[0] != y.shape[0]:
+            raise BadTensorError(f"pair() needs aligned rows: {xname} has {x.shape[0]} rows, {yname} has {y.shape[0]}")
+        guard = self._may_overflow(x, y, dtype)
+        return self._cast_normalize(x, dtype), self._cast_normalize(y, dtype), guard
 
 
 class BilinearFormMixin:

@@ -1,6 +1,8 @@
 """Parameter-free baselines: cosine, dot product and negative squared Euclidean distance."""
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 from torch import Tensor
 
@@ -9,30 +11,39 @@ from gssf.similarity.base import BilinearFormMixin, Similarity, register_similar
 __all__ = ["CosineSimilarity", "DotProductSimilarity", "EuclideanSimilarity"]
 
 
+class _IdentityForm(BilinearFormMixin, Similarity):
+    """Parameter-free members with ``M = I``; ``weight_matrix()`` follows ``.to()`` / ``.double()``."""
+
+    def __init__(self, dim: Optional[int] = None, eps: float = 1e-8) -> None:
+        super().__init__(dim=dim, eps=eps)
+        # A member without parameters has no tensor that .to()/.double() would move, so
+        # weight_matrix() reads its dtype and device from this empty, unsaved buffer.
+        self.register_buffer("_like", torch.empty(0), persistent=False)
+
+    def weight_matrix(self) -> Tensor:
+        if self.dim is None:
+            raise ValueError(f"weight_matrix() of {self.name!r} needs the similarity to be built with dim=")
+        return torch.eye(self.dim, dtype=self._like.dtype, device=self._like.device)
+
+
 @register_similarity("cosine")
-class CosineSimilarity(BilinearFormMixin, Similarity):
+class CosineSimilarity(_IdentityForm):
     """``s(x, y) = normalize(x) . normalize(y)``: the special case ``M = I`` of GSSF."""
 
     score_bound = 1.0
 
-    def weight_matrix(self) -> Tensor:
-        if self.dim is None:
-            raise ValueError("weight_matrix() needs the similarity to be built with dim=")
-        return torch.eye(self.dim)
-
 
 @register_similarity("dot")
-class DotProductSimilarity(BilinearFormMixin, Similarity):
-    """``s(x, y) = x . y`` on raw (unnormalised) features."""
+class DotProductSimilarity(_IdentityForm):
+    """``s(x, y) = x . y`` on raw (unnormalised) features.
+
+    Scores are unbounded: finite features whose inner products overflow the compute dtype
+    raise :class:`gssf.errors.ScoreOverflowError` rather than returning ``inf``.
+    """
 
     normalizes = False
     gallery_fold_is_unit = False  # the gallery is scored raw, not normalised
     score_bound = float("inf")
-
-    def weight_matrix(self) -> Tensor:
-        if self.dim is None:
-            raise ValueError("weight_matrix() needs the similarity to be built with dim=")
-        return torch.eye(self.dim)
 
 
 @register_similarity("euclidean")
