@@ -136,19 +136,20 @@ def _train_one(cfg: Any, run_dir: Path, progress: bool) -> Tuple[Dict[str, Any],
     from gssf.train import load_model, run
 
     key = _config_key(cfg)
-    key_file, results_file = run_dir / "demo_config.json", run_dir / "results.json"
+    # The demo's own record sits beside the run folder: the trainer starts only in an empty one.
+    key_file, results_file = run_dir.with_name(f"{run_dir.name}.demo.json"), run_dir / "results.json"
     same = key_file.exists() and json.loads(key_file.read_text()) == key
     reused = same and results_file.exists()
     if reused:
         results = json.loads(results_file.read_text())
     else:
         resume = same and (run_dir / "checkpoints" / "last.json").exists()
-        if not same and run_dir.exists():
+        if not resume and run_dir.exists():  # another config, or cut before its first checkpoint
             import shutil
 
             shutil.rmtree(run_dir)
         atomic_write_json(key_file, key)
-        results = run(cfg, run_dir, progress=progress, resume=resume)
+        results = run(cfg, run_dir, progress=progress, resume=resume, quiet=True)
     model, task, _ = load_model(run_dir)
     results["score_seconds"] = _score_seconds(model, task, cfg.data.test_split)
     return results, reused

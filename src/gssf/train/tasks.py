@@ -170,8 +170,9 @@ def load_split(
 
         kwargs: Dict[str, Any] = dict(
             image_encoder=d.image_encoder, text_encoder=d.text_encoder, resolution=d.resolution, progress=progress,
-            skip_bad_images=d.skip_bad_images,
         )
+        if d.skip_bad_images:
+            kwargs["skip_bad_images"] = True
         if dataset is not None:  # already loaded (and perhaps cut to a subset)
             fs = _call_with_supported(get_features, dataset, **kwargs)
         else:
