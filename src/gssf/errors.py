@@ -18,6 +18,8 @@ __all__ = [
     "CacheError",
     "TrainingDivergedError",
     "MissingExtraError",
+    "StatisticsError",
+    "SummaryError",
 ]
 
 
@@ -66,3 +68,11 @@ class MissingExtraError(GssfError, ImportError):
             f"pip install 'gssf[{extra}]'"
         )
         self.feature, self.extra, self.module = feature, extra, module
+
+
+class StatisticsError(GssfError):
+    """Inputs to a statistic that do not fit together: paired members of different shapes, no seeds, NaN."""
+
+
+class SummaryError(GssfError):
+    """A results summary (``summary.json``) whose rows or fields are missing, extra or not finite numbers."""
