@@ -23,6 +23,8 @@ __all__ = [
     "BadTensorError",
     "TensorTypeError",
     "ScoreOverflowError",
+    "StatisticsError",
+    "SummaryError",
 ]
 
 
@@ -89,3 +91,9 @@ class TensorTypeError(BadTensorError, TypeError):
 
 class ScoreOverflowError(GssfError, OverflowError):
     """Finite inputs whose scores overflow the compute dtype (raw inner products of huge features)."""
+class StatisticsError(GssfError):
+    """Inputs to a statistic that do not fit together: paired members of different shapes, no seeds, NaN."""
+
+
+class SummaryError(GssfError):
+    """A results summary (``summary.json``) whose rows or fields are missing, extra or not finite numbers."""

@@ -166,9 +166,19 @@ class ImageTextEvaluator(_Evaluator):
         self._store.add(images=images, texts=texts, image_ids=_as_column(image_ids, n, "image_ids", dev), text_ids=tids)
 
     def compute(
-        self, similarity: Any, *, ks: Optional[Sequence[int]] = None, folds: Optional[int] = None, broadcast: bool = False
+        self,
+        similarity: Any,
+        *,
+        ks: Optional[Sequence[int]] = None,
+        folds: Optional[int] = None,
+        broadcast: bool = False,
+        per_query: bool = False,
     ) -> Optional[Dict[str, Any]]:
-        """Metrics of :func:`~gssf.evaluation.image_text_metrics` (``None`` on ranks other than 0 unless ``broadcast``)."""
+        """Metrics of :func:`~gssf.evaluation.image_text_metrics` (``None`` on ranks other than 0 unless ``broadcast``).
+
+        ``per_query=True`` adds the per-query values: images in id order, texts in
+        ``text_ids`` order (arrival order without ids).
+        """
 
         def run(c: Dict[str, Tensor]) -> Dict[str, Any]:
             keep_img = _first_of_each_id(c["image_ids"])
@@ -180,7 +190,7 @@ class ImageTextEvaluator(_Evaluator):
             txt2img = torch.searchsorted(uniq, img_of_text)
             return image_text_metrics_from_embeddings(
                 c["images"][keep_img], texts, txt2img.cpu(), similarity, self.chunk_size,
-                ks=tuple(ks or self.ks), folds=folds if folds is not None else self.folds,
+                ks=tuple(ks or self.ks), folds=folds if folds is not None else self.folds, per_query=per_query,
             )
 
         return self._finish(run, broadcast)
@@ -205,8 +215,11 @@ class ReIDEvaluator(_Evaluator):
         for the batch or ``(B,)``; optional unique sample ``ids (B,)`` (deduplication, order)."""
         self._add_items(embeddings, ids, is_query, pids=pids, cams=cams)
 
-    def compute(self, similarity: Any, *, broadcast: bool = False) -> Optional[Dict[str, Any]]:
-        """Metrics of :func:`~gssf.evaluation.reid_metrics` (plus ``rerank_*`` when configured)."""
+    def compute(self, similarity: Any, *, broadcast: bool = False, per_query: bool = False) -> Optional[Dict[str, Any]]:
+        """Metrics of :func:`~gssf.evaluation.reid_metrics` (plus ``rerank_*`` when configured).
+
+        With ``per_query``, ``query_index`` counts the queries in ``ids`` order (arrival order without ids).
+        """
 
         def run(c: Dict[str, Tensor]) -> Dict[str, Any]:
             c = _dedupe(c)
@@ -216,7 +229,7 @@ class ReIDEvaluator(_Evaluator):
             return reid_metrics_from_embeddings(
                 c["emb"][q], c["emb"][g], similarity, c["pids"][q].cpu(), c["pids"][g].cpu(),
                 c["cams"][q].cpu(), c["cams"][g].cpu(), self.chunk_size, self.max_rank,
-                ks=self.ks, ap=self.ap, rerank=self.rerank,
+                ks=self.ks, ap=self.ap, rerank=self.rerank, per_query=per_query,
             )
 
         return self._finish(run, broadcast)
@@ -234,19 +247,23 @@ class RetrievalEvaluator(_Evaluator):
         gallery items of a query/gallery split; optional unique ``ids (B,)``."""
         self._add_items(embeddings, ids, is_query, labels=labels)
 
-    def compute(self, similarity: Any, *, broadcast: bool = False) -> Optional[Dict[str, Any]]:
-        """Metrics of :func:`~gssf.evaluation.retrieval_metrics`."""
+    def compute(self, similarity: Any, *, broadcast: bool = False, per_query: bool = False) -> Optional[Dict[str, Any]]:
+        """Metrics of :func:`~gssf.evaluation.retrieval_metrics`.
+
+        With ``per_query``, ``query_index`` counts the queries in ``ids`` order (arrival order without ids).
+        """
 
         def run(c: Dict[str, Tensor]) -> Dict[str, Any]:
             c = _dedupe(c)
             q, g = c["is_query"], ~c["is_query"]
             if not bool(g.any()):
                 return retrieval_metrics_from_embeddings(
-                    c["emb"], similarity, c["labels"].cpu(), ks=self.ks, chunk_size=self.chunk_size
+                    c["emb"], similarity, c["labels"].cpu(), ks=self.ks, chunk_size=self.chunk_size,
+                    per_query=per_query,
                 )
             return retrieval_metrics_from_embeddings(
                 c["emb"][q], similarity, c["labels"][q].cpu(), c["emb"][g], c["labels"][g].cpu(),
-                ks=self.ks, chunk_size=self.chunk_size,
+                ks=self.ks, chunk_size=self.chunk_size, per_query=per_query,
             )
 
         return self._finish(run, broadcast)

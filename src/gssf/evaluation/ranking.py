@@ -18,7 +18,7 @@ callers hold at most a chunk x M block plus a few same-sized boolean masks.
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Iterator, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -32,6 +32,7 @@ __all__ = [
     "first_relevant_rank",
     "gather_scores",
     "matrix_blocks",
+    "per_query_hits",
     "positive_positions",
     "top_relevance",
 ]
@@ -325,6 +326,11 @@ def top_relevance(
 def hit_rate(ranks: Tensor, k: int) -> float:
     """Percentage of 0-based ranks below ``k``."""
     return 100.0 * float((ranks < k).double().mean())
+
+
+def per_query_hits(ranks: Tensor, ks: Sequence[int], prefix: str = "") -> Dict[str, List[float]]:
+    """``{prefix + "R@K": [0.0 or 100.0 per query]}`` from 0-based ranks: each mean is :func:`hit_rate`."""
+    return {f"{prefix}R@{k}": (100.0 * (ranks < k).double()).tolist() for k in ks}
 
 
 def median_rank(ranks: Tensor) -> float:

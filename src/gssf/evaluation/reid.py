@@ -28,6 +28,7 @@ from gssf.evaluation.ranking import (
     as_score_matrix,
     checked_blocks,
     matrix_blocks,
+    per_query_hits,
     positive_positions,
 )
 
@@ -96,14 +97,21 @@ def reid_metrics_from_blocks(
     *,
     ks: Sequence[int] = DEFAULT_KS,
     ap: str = "standard",
+    per_query: bool = False,
 ) -> Dict[str, Any]:
-    """Re-ID metrics from consecutive query-row blocks ``(start, scores (c, N_gallery))``."""
+    """Re-ID metrics from consecutive query-row blocks ``(start, scores (c, N_gallery))``.
+
+    ``per_query=True`` adds ``"per_query"``: for the valid queries (``query_index``, in
+    row order), ``first_rank`` (1-based rank of the first true match) and the value of
+    each query in ``mAP``, ``mINP`` and every ``R@K`` (percent), whose mean is the metric.
+    """
     cfg = _ReIDInputs(num_query, num_gallery, query_pids, gallery_pids, query_cams, gallery_cams, max_rank, ks, ap)
     # Per-query values are kept (O(N_query)) and reduced once at the end, so the result
     # does not depend on the chunking through float summation order.
     first_hits: List[Tensor] = []
     aps: List[Tensor] = []
     inps: List[Tensor] = []
+    valid_rows: List[Tensor] = []
     seen = 0
     for start, block in checked_blocks(blocks):
         dev, c = block.device, block.shape[0]
@@ -120,6 +128,7 @@ def reid_metrics_from_blocks(
             aps.append(_average_precision(positions, counts, cfg.ap).cpu())
             last = positions.gather(1, (counts - 1).unsqueeze(1)).squeeze(1)
             inps.append((counts.double() / (last + 1).double()).cpu())
+            valid_rows.append(torch.arange(start, start + c)[keep.cpu()])
         seen += c
         del block  # free it before the next block is computed, not after
     if seen != num_query:
@@ -142,6 +151,14 @@ def reid_metrics_from_blocks(
     out["cmc"] = [float(v) for v in cmc]
     out["num_valid_queries"] = valid
     out["num_skipped_queries"] = num_query - valid
+    if per_query:
+        out["per_query"] = {
+            "query_index": torch.cat(valid_rows).tolist(),
+            "first_rank": (first + 1).tolist(),
+            "mAP": (100.0 * torch.cat(aps)).tolist(),
+            "mINP": (100.0 * torch.cat(inps)).tolist(),
+            **per_query_hits(first, cfg.ks),
+        }
     return out
 
 
@@ -155,6 +172,7 @@ def reid_metrics(
     *,
     ks: Sequence[int] = DEFAULT_KS,
     ap: str = "standard",
+    per_query: bool = False,
 ) -> Dict[str, Any]:
     """Re-ID metrics from a query x gallery score matrix.
 
@@ -165,6 +183,7 @@ def reid_metrics(
         max_rank: length of the returned CMC curve (``<= N_gallery``).
         ks: ranks reported as ``R@K``.
         ap: ``"standard"`` (non-interpolated) or ``"trapezoid"`` (Market-1501 MATLAB script).
+        per_query: add ``"per_query"`` (see :func:`reid_metrics_from_blocks`).
 
     Returns:
         ``{"mAP", "mINP", "R@1", "R@5", "R@10", "cmc", "num_valid_queries",
@@ -173,7 +192,8 @@ def reid_metrics(
     scores = as_score_matrix(scores)
     nq, ng = scores.shape
     return reid_metrics_from_blocks(
-        matrix_blocks(scores), nq, ng, query_pids, gallery_pids, query_cams, gallery_cams, max_rank, ks=ks, ap=ap
+        matrix_blocks(scores), nq, ng, query_pids, gallery_pids, query_cams, gallery_cams, max_rank,
+        ks=ks, ap=ap, per_query=per_query,
     )
 
 
@@ -192,25 +212,28 @@ def reid_metrics_from_embeddings(
     ks: Sequence[int] = DEFAULT_KS,
     ap: str = "standard",
     rerank: Optional[Dict[str, Any]] = None,
+    per_query: bool = False,
 ) -> Dict[str, Any]:
     """Re-ID metrics streamed over query chunks (at most ``chunk_size x N_gallery`` scores at a time).
 
     ``rerank``: ``None`` for none; a dict of :func:`~gssf.evaluation.rerank.k_reciprocal_blocks`
     options (``{}`` for the defaults k1=20, k2=6, lambda_value=0.3) adds the re-ranked
-    metrics under ``rerank_``-prefixed keys, reported next to (never instead of) the plain ones.
+    metrics under ``rerank_``-prefixed keys, reported next to (never instead of) the plain ones
+    (with ``per_query``, the re-ranked per-query values are ``rerank_per_query``).
     """
     chunk = as_chunk_size(chunk_size)
     nq, ng = int(query.shape[0]), int(gallery.shape[0])
     out = reid_metrics_from_blocks(
         similarity.score_chunks(query, gallery, chunk),
-        nq, ng, query_pids, gallery_pids, query_cams, gallery_cams, max_rank, ks=ks, ap=ap,
+        nq, ng, query_pids, gallery_pids, query_cams, gallery_cams, max_rank, ks=ks, ap=ap, per_query=per_query,
     )
     if rerank is not None:
         from gssf.evaluation.rerank import k_reciprocal_blocks
 
         blocks = k_reciprocal_blocks(query, gallery, similarity, chunk_size=chunk, **rerank)
         again = reid_metrics_from_blocks(
-            blocks, nq, ng, query_pids, gallery_pids, query_cams, gallery_cams, max_rank, ks=ks, ap=ap
+            blocks, nq, ng, query_pids, gallery_pids, query_cams, gallery_cams, max_rank,
+            ks=ks, ap=ap, per_query=per_query,
         )
         out.update({f"rerank_{k}": v for k, v in again.items()})
     return out

@@ -29,6 +29,7 @@ from gssf.evaluation.ranking import (
     encode_labels,
     first_relevant_rank,
     matrix_blocks,
+    per_query_hits,
     top_relevance,
 )
 
@@ -39,8 +40,11 @@ DEFAULT_KS = (1, 2, 4, 8)
 
 def _block_metrics(
     block: Tensor, start: int, ql: Tensor, gl: Tensor, groups: Groups, loo: bool
-) -> Optional[Tuple[Tensor, Tensor, Tensor]]:
-    """First relevant rank, AP@R and R-Precision ``(c',)`` of the rows with a relevant item (``None`` if none)."""
+) -> Optional[Tuple[Tensor, Tensor, Tensor, Tensor]]:
+    """First relevant rank, AP@R, R-Precision and row index ``(c',)`` of the rows with a relevant item.
+
+    ``None`` when no row of the block has one.
+    """
     dev, c = block.device, block.shape[0]
     rows = torch.arange(start, start + c)
     q = ql[rows]
@@ -63,7 +67,7 @@ def _block_metrics(
     pos = torch.arange(1, rel.shape[1] + 1, device=dev, dtype=torch.float64)
     rel = rel * (pos.unsqueeze(0) <= r.unsqueeze(1))  # only the first R positions count
     precision = rel.cumsum(dim=1) / pos
-    return first, ((precision * rel).sum(dim=1) / r).cpu(), (rel.sum(dim=1) / r).cpu()
+    return first, ((precision * rel).sum(dim=1) / r).cpu(), (rel.sum(dim=1) / r).cpu(), rows[keep]
 
 
 def retrieval_metrics_from_blocks(
@@ -73,10 +77,15 @@ def retrieval_metrics_from_blocks(
     query_labels: Any,
     gallery_labels: Optional[Any] = None,
     ks: Sequence[int] = DEFAULT_KS,
+    *,
+    per_query: bool = False,
 ) -> Dict[str, Any]:
     """Retrieval metrics from consecutive query-row blocks ``(start, scores (c, N_gallery))``.
 
     ``gallery_labels=None`` means leave-one-out: rows and columns are the same items.
+    ``per_query=True`` adds ``"per_query"``: for the valid queries (``query_index``, in
+    row order), ``first_rank`` (1-based rank of the first relevant item) and the value of
+    each query in every ``R@K``, ``MAP@R`` and ``R-Precision`` (percent), whose mean is the metric.
     """
     loo = gallery_labels is None
     if loo:
@@ -103,6 +112,7 @@ def retrieval_metrics_from_blocks(
     firsts: List[Tensor] = []
     map_r: List[Tensor] = []
     r_prec: List[Tensor] = []
+    valid_rows: List[Tensor] = []
     seen = 0
     groups = Groups(gl)
     for start, block in checked_blocks(blocks):
@@ -111,6 +121,7 @@ def retrieval_metrics_from_blocks(
             firsts.append(found[0])
             map_r.append(found[1])
             r_prec.append(found[2])
+            valid_rows.append(found[3])
         seen += block.shape[0]
         del block  # free it before the next block is computed, not after
     if seen != num_query:
@@ -127,11 +138,24 @@ def retrieval_metrics_from_blocks(
     out["MAP@R"] = 100.0 * float(torch.cat(map_r).mean())
     out["R-Precision"] = 100.0 * float(torch.cat(r_prec).mean())
     out["num_valid_queries"] = valid
+    if per_query:
+        out["per_query"] = {
+            "query_index": torch.cat(valid_rows).tolist(),
+            "first_rank": (first + 1).tolist(),
+            **per_query_hits(first, ks),
+            "MAP@R": (100.0 * torch.cat(map_r)).tolist(),
+            "R-Precision": (100.0 * torch.cat(r_prec)).tolist(),
+        }
     return out
 
 
 def retrieval_metrics(
-    scores: Any, query_labels: Any, gallery_labels: Optional[Any] = None, ks: Sequence[int] = DEFAULT_KS
+    scores: Any,
+    query_labels: Any,
+    gallery_labels: Optional[Any] = None,
+    ks: Sequence[int] = DEFAULT_KS,
+    *,
+    per_query: bool = False,
 ) -> Dict[str, Any]:
     """Retrieval metrics from a score matrix.
 
@@ -140,6 +164,7 @@ def retrieval_metrics(
         query_labels: ``(N_query,)`` class labels (ints or strings).
         gallery_labels: ``(N_gallery,)``, or ``None`` for leave-one-out within one set.
         ks: cut-offs (1, 2, 4, 8 for CUB/Cars; 1, 10, 100, 1000 for SOP).
+        per_query: add ``"per_query"`` (see :func:`retrieval_metrics_from_blocks`).
 
     Returns:
         ``{"R@1", ..., "MAP@R", "R-Precision", "num_valid_queries"}``, rates in percent.
@@ -151,7 +176,9 @@ def retrieval_metrics(
     """
     scores = as_score_matrix(scores)
     nq, ng = scores.shape
-    return retrieval_metrics_from_blocks(matrix_blocks(scores), nq, ng, query_labels, gallery_labels, ks)
+    return retrieval_metrics_from_blocks(
+        matrix_blocks(scores), nq, ng, query_labels, gallery_labels, ks, per_query=per_query
+    )
 
 
 @torch.no_grad()
@@ -163,6 +190,8 @@ def retrieval_metrics_from_embeddings(
     gallery_labels: Optional[Any] = None,
     ks: Sequence[int] = DEFAULT_KS,
     chunk_size: int = 1024,
+    *,
+    per_query: bool = False,
 ) -> Dict[str, Any]:
     """Retrieval metrics streamed over query chunks (at most ``chunk_size x N_gallery`` scores at a time).
 
@@ -175,5 +204,5 @@ def retrieval_metrics_from_embeddings(
     target = queries if gallery is None else gallery
     blocks = similarity.score_chunks(queries, target, chunk)
     return retrieval_metrics_from_blocks(
-        blocks, int(queries.shape[0]), int(target.shape[0]), query_labels, gallery_labels, ks
+        blocks, int(queries.shape[0]), int(target.shape[0]), query_labels, gallery_labels, ks, per_query=per_query
     )
