@@ -249,3 +249,12 @@ def test_a_cuda_device_without_cuda_is_a_named_error(monkeypatch: pytest.MonkeyP
     assert resolve_device("auto") == torch.device("cpu")
     with pytest.raises(ValueError, match="device is 'cuda:1' but CUDA is not available"):
         evaluate_checkpoint(trained, split="test", device="cuda:1")
+
+
+def test_test_metrics_come_with_their_per_query_values(trained: Path) -> None:
+    results = json.loads((trained / "results.json").read_text())
+    per_query = json.loads((trained / "test_per_query.json").read_text())
+    assert per_query["split"] == "test" and "per_query" not in results["test"]
+    ranks = per_query["per_query"]["t2i_rank"]
+    assert len(ranks) == 54  # one per test caption
+    assert 100.0 * sum(r <= 1 for r in ranks) / len(ranks) == pytest.approx(results["test"]["t2i_R@1"])

@@ -404,7 +404,8 @@ class Task:
     def loss(self, model: nn.Module, criterion: nn.Module, idx: Tensor) -> Tensor:
         raise NotImplementedError
 
-    def evaluate(self, model: nn.Module, split: str) -> Dict[str, Any]:
+    def evaluate(self, model: nn.Module, split: str, per_query: bool = False) -> Dict[str, Any]:
+        """The protocol's metrics of ``split``; ``per_query`` adds the per-query values (for CIs)."""
         raise NotImplementedError
 
 
@@ -445,7 +446,7 @@ class ImageTextTask(Task):
         return criterion(img, txt, ids, ids)
 
     @torch.no_grad()
-    def evaluate(self, model: nn.Module, split: str) -> Dict[str, Any]:
+    def evaluate(self, model: nn.Module, split: str, per_query: bool = False) -> Dict[str, Any]:
         from gssf.evaluation import image_text_metrics_from_embeddings
 
         data = self.split(split)
@@ -456,7 +457,7 @@ class ImageTextTask(Task):
         e = self.cfg.eval
         return image_text_metrics_from_embeddings(
             images, texts, data.txt2img.to(images.device), model.similarity,
-            chunk_size=e.chunk_size, ks=tuple(e.ks or (1, 5, 10)), folds=e.folds,
+            chunk_size=e.chunk_size, ks=tuple(e.ks or (1, 5, 10)), folds=e.folds, per_query=per_query,
         )
 
 
@@ -512,7 +513,7 @@ class UniModalTask(Task):
         return criterion(emb, labels)
 
     @torch.no_grad()
-    def evaluate(self, model: nn.Module, split: str) -> Dict[str, Any]:
+    def evaluate(self, model: nn.Module, split: str, per_query: bool = False) -> Dict[str, Any]:
         from gssf.evaluation import reid_metrics_from_embeddings, retrieval_metrics_from_embeddings
 
         e = self.cfg.eval
@@ -520,7 +521,8 @@ class UniModalTask(Task):
             data = self.split(split)
             emb = self._embed(model.encode, data, "image", data.num_images)
             return retrieval_metrics_from_embeddings(
-                emb, model.similarity, data.labels, ks=tuple(e.ks or (1, 2, 4, 8)), chunk_size=e.chunk_size
+                emb, model.similarity, data.labels, ks=tuple(e.ks or (1, 2, 4, 8)), chunk_size=e.chunk_size,
+                per_query=per_query,
             )
         q_name, g_name = reid_pair(split)
         q, g = self.split(q_name), self.split(g_name)
@@ -530,7 +532,7 @@ class UniModalTask(Task):
         return reid_metrics_from_embeddings(
             qe, ge, model.similarity, q.labels, g.labels, q.cams, g.cams,
             chunk_size=e.chunk_size, max_rank=min(e.max_rank, g.num_images), ks=tuple(e.ks or (1, 5, 10)),
-            rerank=rerank,
+            rerank=rerank, per_query=per_query,
         )
 
 

@@ -7,6 +7,7 @@ checkpoint. The run folder holds::
     config.yaml                 the resolved config (commented; ``gssf train`` accepts it)
     log.jsonl                   one JSON record per line: train steps, validation, test
     results.json                the dict returned by :func:`run`
+    test_per_query.json         per-query values of the test metrics (``gssf.stats`` builds CIs from them)
     checkpoints/last.*          latest state (weights, description, optimizer/scheduler/RNG)
     checkpoints/best.*          weights of the best validation epoch
     tensorboard/                (optional) TensorBoard events
@@ -681,7 +682,10 @@ class Trainer:
             name = "best" if checkpoint_exists(self.ckpt_dir, "best") else "last"
             self.load_weights(load_checkpoint_meta(self.ckpt_dir / f"{name}.json"))
             self.model.eval()
-            test = _jsonable(self.task.evaluate(self.model, self.cfg.data.test_split))
+            test = _jsonable(self.task.evaluate(self.model, self.cfg.data.test_split, per_query=True))
+            # Per-query values (for confidence intervals over queries and seeds) in their own file.
+            per_query = {k: test.pop(k) for k in ("per_query", "rerank_per_query") if k in test}
+            atomic_write_json(self.run_dir / "test_per_query.json", {"split": self.cfg.data.test_split, **per_query})
             self.log.write({"event": "test", "split": self.cfg.data.test_split, "checkpoint": name, "metrics": test})
             if self.board is not None:
                 self.board.scalars("test", test, self.step)
