@@ -2,10 +2,12 @@
 
 :func:`get_features` encodes a dataset split with pretrained encoders (or takes its
 precomputed features as they are) and returns a :class:`FeatureSet` of float32 numpy
-arrays. Encoded features are cached under ``<data home>/features/<dataset>/<split>/``,
-one file per modality, keyed by the dataset's content, the encoder and its settings
-(resolution) and the versions of the packages that compute them; a second call reads
-the cache. Files are written atomically.
+arrays. Encoded features are cached under ``<data home>/features/<dataset>/<split>/``
+(``<dataset>/root-<hash>/<split>/`` for a dataset read from a user's folder), one file per
+modality, keyed by the dataset's content (the bytes of every image, see
+:mod:`gssf.data.content`; the captions), the encoder and its settings (resolution) and the
+versions of the packages that compute them; a second call reads the cache. Files are
+written atomically; a damaged one is recomputed.
 
 ``features.npz`` (what :meth:`FeatureSet.save` writes and :func:`load_features_file`
 reads; also the format of a user's own features):

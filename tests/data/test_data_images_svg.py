@@ -48,6 +48,7 @@ def test_external_images_are_not_fetched(tmp_path: Path, fetches: List[str]) -> 
         '<image x="0" y="0" width="40" height="20" xlink:href="secret.png"/>'  # relative: next to the SVG or cwd
         '<image x="0" y="0" width="40" height="20" href="http://127.0.0.1:9/x.png"/>'
         '<use xlink:href="file:///etc/passwd#x"/>'
+        '<style>@import url("http://127.0.0.1:9/evil.css");</style>'
     )
     path = _svg(tmp_path, body)
     img = load_rgb(path)

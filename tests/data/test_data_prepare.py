@@ -121,6 +121,9 @@ def test_prepare_fashion_mnist_from_local_deb(tmp_path: Path) -> None:
     path.write_bytes(gzip.compress(bytes([0, 0, 8, 1]) + (10).to_bytes(4, "big") + b"\x00" * 3))
     with pytest.raises(ValueError, match="truncated"):
         data.load("fashion-mnist", split="test", home=home)
+    path.write_bytes(gzip.compress(b"\0\0\x08\x01" + bytes(20))[:-9])  # a gzip stream cut short
+    with pytest.raises(GssfError, match=r"cannot read .*t10k-labels-idx1-ubyte\.gz \(EOFError"):
+        data.load("fashion-mnist", split="test", home=home)
 
 
 def test_prepare_says_what_to_run_without_apt_or_npm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -260,3 +263,16 @@ def test_progress_bar_kinds() -> None:
     live = progress_bar(3, "stage", stream=tty)
     assert isinstance(live, tqdm)
     live.close()
+
+
+def test_npm_keeps_its_cache_inside_the_data_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+
+    calls: list = []
+    monkeypatch.setattr(shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(prep, "_run", lambda cmd, cwd, progress: calls.append(cmd) or subprocess.CompletedProcess(cmd, 1, "", "E404"))
+    with pytest.raises(prep.PrepareError, match="npm install failed"):
+        prep.prepare("emoji", home=tmp_path / "home", log=lambda m: None, progress=False)
+    cmd = calls[0]
+    assert cmd[cmd.index("--cache") + 1] == str(tmp_path / "home" / ".downloads" / "npm-cache")
+    assert "--ignore-scripts" in cmd and Path(cmd[cmd.index("--prefix") + 1]).is_relative_to(tmp_path / "home")

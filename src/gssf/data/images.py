@@ -106,6 +106,14 @@ def _scan_quoted(text: bytes, i: int) -> int:
     return end + 1
 
 
+def _past(text: bytes, i: int, closer: bytes, what: str) -> int:
+    """Index just past the first ``closer`` at or after ``i``."""
+    end = text.find(closer, i)
+    if end < 0:
+        raise ValueError(f"unterminated {what} in DOCTYPE")
+    return end + len(closer)
+
+
 def _split_doctype(data: bytes) -> Optional[Tuple[int, int, bytes]]:
     """``(start, end, internal subset)`` of the DOCTYPE declaration, or None without one."""
     start = data.find(b"<!DOCTYPE")
@@ -134,10 +142,7 @@ def _subset_end(data: bytes, i: int) -> int:
     n = len(data)
     while i < n:
         if data.startswith(b"<!--", i):
-            end = data.find(b"-->", i + 4)
-            if end < 0:
-                raise ValueError("unterminated comment in DOCTYPE")
-            i = end + 3
+            i = _past(data, i + 4, b"-->", "comment")
             continue
         c = data[i : i + 1]
         if c in (b'"', b"'"):
@@ -155,16 +160,10 @@ def _declarations(subset: bytes) -> List[bytes]:
     i, n = 0, len(subset)
     while i < n:
         if subset.startswith(b"<!--", i):
-            end = subset.find(b"-->", i + 4)
-            if end < 0:
-                raise ValueError("unterminated comment in DOCTYPE")
-            i = end + 3
+            i = _past(subset, i + 4, b"-->", "comment")
             continue
         if subset.startswith(b"<?", i):
-            end = subset.find(b"?>", i + 2)
-            if end < 0:
-                raise ValueError("unterminated processing instruction in DOCTYPE")
-            i = end + 2
+            i = _past(subset, i + 2, b"?>", "processing instruction")
             continue
         if subset.startswith(b"<!", i):
             j = i + 2

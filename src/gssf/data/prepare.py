@@ -168,8 +168,11 @@ def _apt_download(package: str, version: str, dest: Path, log: Log, progress: bo
     raise PrepareError(f"apt-get download {package} failed ({last}); {hint}")
 
 
-def _npm_install(packages: Sequence[Tuple[str, str]], prefix: Path, log: Log, progress: bool) -> Path:
-    """``npm install --prefix`` the pinned packages; return ``prefix/node_modules``."""
+def _npm_install(packages: Sequence[Tuple[str, str]], prefix: Path, cache: Path, log: Log, progress: bool) -> Path:
+    """``npm install --prefix`` the pinned packages; return ``prefix/node_modules``.
+
+    npm's own cache and logs go to ``cache`` (inside the data home), not to ``~/.npm``.
+    """
     npm = shutil.which("npm")
     if npm is None:
         raise PrepareError(
@@ -178,8 +181,8 @@ def _npm_install(packages: Sequence[Tuple[str, str]], prefix: Path, log: Log, pr
         )
     specs = [f"{n}@{v}" for n, v in packages]
     log(f"  npm install {' '.join(specs)}")
-    cmd = [npm, "install", "--prefix", str(prefix), "--no-audit", "--no-fund", "--ignore-scripts",
-           "--no-save", "--loglevel", "error", *specs]  # fmt: skip
+    cmd = [npm, "install", "--prefix", str(prefix), "--cache", str(cache), "--no-audit", "--no-fund",
+           "--no-update-notifier", "--ignore-scripts", "--no-save", "--loglevel", "error", *specs]  # fmt: skip
     res = _run(cmd, prefix, progress)
     if res.returncode != 0:
         tail = " ".join((res.stderr or "").strip().splitlines()[-3:])
@@ -346,7 +349,7 @@ def _prepare_emoji(work: Path, downloads: Path, deb: Optional[PathLike], log: Lo
         raise ValueError("--deb applies to the Debian datasets (tux, fashion-mnist), not to emoji")
     npm_dir = Path(tempfile.mkdtemp(prefix="npm-emoji-", dir=downloads))
     try:
-        modules = _npm_install(NPM_PACKAGES, npm_dir, log, progress)
+        modules = _npm_install(NPM_PACKAGES, npm_dir, downloads.parent / "npm-cache", log, progress)
         google = modules / "emoji-datasource-google"
         twitter = modules / "emoji-datasource-twitter"
         om = modules / "openmoji"
