@@ -5,7 +5,7 @@ import io
 import json
 import tarfile
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 from PIL import Image
@@ -130,13 +130,34 @@ def png_bytes(color: tuple, size: tuple = (30, 20), mode: str = "RGBA") -> bytes
 
 def fake_tux_deb(path: Path, files: Dict[str, bytes]) -> Path:
     """A minimal Debian package (``ar`` + ``data.tar.xz``) holding ``files``."""
+    return fake_deb(path, [(tar_file("./" + name, len(data)), data) for name, data in sorted(files.items())])
+
+
+def tar_file(name: str, size: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.size = size
+    return info
+
+
+def tar_link(name: str, target: str, hard: bool = False) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = tarfile.LNKTYPE if hard else tarfile.SYMTYPE
+    info.linkname = target
+    return info
+
+
+def fake_deb(path: Path, members: Sequence[Tuple[tarfile.TarInfo, Optional[bytes]]]) -> Path:
+    """A Debian package whose ``data.tar.xz`` holds ``members`` exactly as given (names
+    with ``..``, links anywhere: what a hostile package could hold)."""
     tar_buf = io.BytesIO()
     with tarfile.open(fileobj=tar_buf, mode="w:xz") as tar:
-        for name, data in sorted(files.items()):
-            info = tarfile.TarInfo("./" + name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    members: List[tuple] = [("debian-binary", b"2.0\n"), ("control.tar.xz", b""), ("data.tar.xz", tar_buf.getvalue())]
+        for info, data in members:
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    return write_ar(path, [("debian-binary", b"2.0\n"), ("control.tar.xz", b""), ("data.tar.xz", tar_buf.getvalue())])
+
+
+def write_ar(path: Path, members: Sequence[Tuple[str, bytes]]) -> Path:
+    """The ``ar`` archive format of ``.deb`` files."""
     out = bytearray(b"!<arch>\n")
     for name, data in members:
         header = f"{name:<16}{0:<12}{0:<6}{0:<6}{100644:<8}{len(data):<10}`\n".encode()

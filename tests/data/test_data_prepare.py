@@ -14,6 +14,7 @@ import gssf_data_trees as trees
 from gssf import data
 from gssf.data import prepare as prep
 from gssf.data._deb import open_deb_data, package_version
+from gssf.errors import GssfError, UnsafeInputError
 
 STAMPS = "usr/share/tuxpaint/stamps/"
 
@@ -120,6 +121,9 @@ def test_prepare_fashion_mnist_from_local_deb(tmp_path: Path) -> None:
     path.write_bytes(gzip.compress(bytes([0, 0, 8, 1]) + (10).to_bytes(4, "big") + b"\x00" * 3))
     with pytest.raises(ValueError, match="truncated"):
         data.load("fashion-mnist", split="test", home=home)
+    path.write_bytes(gzip.compress(b"\0\0\x08\x01" + bytes(20))[:-9])  # a gzip stream cut short
+    with pytest.raises(GssfError, match=r"cannot read .*t10k-labels-idx1-ubyte\.gz \(EOFError"):
+        data.load("fashion-mnist", split="test", home=home)
 
 
 def test_prepare_says_what_to_run_without_apt_or_npm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -154,3 +158,121 @@ def test_real_prepare_is_idempotent_and_fast_when_done() -> None:
     sources = {r.name: r.details["sources"] for r in results}
     assert sources["tux"][0]["version"] == "2022.06.04-1"
     assert [s["version"] for s in sources["emoji"]] == ["16.0.0", "16.0.0", "17.0.0"]
+
+
+# --------------------------------------------------------------------------- hostile packages
+
+
+def _hostile(tmp_path: Path, *members) -> Path:
+    good = [(trees.tar_file("./" + STAMPS + "animals/cat.txt", 7), b"A cat.\n"),
+            (trees.tar_file("./" + STAMPS + "animals/cat.png", len(CAT)), CAT)]  # fmt: skip
+    return trees.fake_deb(tmp_path / "tuxpaint-stamps-default_2022.06.04-1_all.deb", good + list(members))
+
+
+CAT = trees.png_bytes((200, 10, 10, 255))
+
+
+@pytest.mark.parametrize(
+    "member, match",
+    [
+        ((trees.tar_file("./" + STAMPS + "../../../../../../escaped.png", 3), b"bad"), r"leaves its root"),
+        ((trees.tar_link("./" + STAMPS + "animals/dog.png", "/etc/passwd"), None), r"a link to '/etc/passwd'"),
+        ((trees.tar_link("./" + STAMPS + "animals/dog.png", "../../../../../etc/passwd"), None), r"a link to '\.\./"),
+        ((trees.tar_link("./" + STAMPS + "animals/dog.png", "./etc/shadow", hard=True), None), r"a link to '\./etc/shadow'"),
+    ],
+)
+def test_deb_members_leaving_the_destination_are_refused(tmp_path: Path, member: tuple, match: str) -> None:
+    deb = _hostile(tmp_path, member)
+    home = tmp_path / "home"
+    with pytest.raises(UnsafeInputError, match=rf"tuxpaint-stamps-default_2022\.06\.04-1_all\.deb: member .*{match}"):
+        prep.prepare("tux", home=home, deb=deb, log=lambda m: None, progress=False)
+    assert not (tmp_path / "escaped.png").exists() and not list(tmp_path.rglob("escaped.png"))
+    assert not (home / "tux").exists() and not [p for p in home.iterdir() if "partial" in p.name]
+
+
+def test_deb_links_inside_the_destination_are_skipped(tmp_path: Path) -> None:
+    deb = _hostile(tmp_path, (trees.tar_link("./" + STAMPS + "animals/kitten.png", "cat.png"), None))
+    res = prep.prepare("tux", home=tmp_path / "home", deb=deb, log=lambda m: None, progress=False)
+    assert res.details["extracted_files"] == 2 and not (res.path / "stamps" / "animals" / "kitten.png").exists()
+
+
+def test_damaged_deb_is_a_named_error(tmp_path: Path) -> None:
+    deb = _hostile(tmp_path)
+    raw = deb.read_bytes()
+    (tmp_path / "cut.deb").write_bytes(raw[: len(raw) - 200])  # the xz stream loses its end
+    with pytest.raises(GssfError, match=r"cut\.deb is damaged or truncated"):
+        prep.prepare("tux", home=tmp_path / "home", deb=tmp_path / "cut.deb", log=lambda m: None, progress=False)
+    (tmp_path / "hdr.deb").write_bytes(b"!<arch>\n" + b"data.tar.xz     " + b"x" * 44)
+    with pytest.raises(GssfError, match=r"hdr\.deb is not a Debian package \(damaged ar member header at byte 8"):
+        with open_deb_data(tmp_path / "hdr.deb"):
+            pass
+
+
+def test_prepare_removes_only_its_own_stale_scratch_folders(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    stale = [home / ".tux.partial-abcd1234", home / ".downloads" / "tux-k2j4_x9z"]
+    kept = [home / ".emoji.partial-abcd1234", home / ".tux.partial-keep", home / ".downloads" / "emoji-abcd1234",
+            home / ".downloads" / "tux-abcd1234.deb"]  # fmt: skip
+    for p in stale + kept[:3]:
+        (p / "sub").mkdir(parents=True)
+        (p / "sub" / "half.png").write_bytes(b"half")
+    kept[3].write_bytes(b"a file, not a scratch folder")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "precious.txt").write_text("keep me")
+    (home / ".tux.partial-linklink").symlink_to(elsewhere)  # a link named like a scratch folder
+    logs: list = []
+    prep.prepare("tux", home=home, deb=_hostile(tmp_path), log=logs.append, progress=False)
+    assert not any(p.exists() for p in stale)
+    assert all(p.exists() for p in kept) and (elsewhere / "precious.txt").read_text() == "keep me"
+    assert sum("left by an interrupted prepare" in m for m in logs) == 2
+    assert not (home / ".tux.lock").exists()
+
+
+def test_progress_off_a_terminal_is_one_line_per_stage(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    deb = trees.fake_tux_deb(tmp_path / "tuxpaint-stamps-default_2022.06.04-1_all.deb", _fake_tux_files())
+    prep.prepare("tux", home=tmp_path / "home", deb=deb, progress=True)  # capsys: stderr is not a terminal
+    err = capsys.readouterr().err
+    assert "\r" not in err and "\x1b" not in err
+    lines = err.splitlines()
+    assert [ln for ln in lines if ln.startswith("tux: unpack")] == [f"tux: unpack: {deb.stat().st_size / 1e6:.1f} MB"]
+    assert [ln for ln in lines if ln.startswith("tux: render SVG")] == ["tux: render SVG: 1 it"]
+
+
+def test_progress_bar_kinds() -> None:
+    import io
+
+    from gssf.data.progress import progress_bar
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    pipe, tty = io.StringIO(), Tty()
+    bar = progress_bar(3, "stage", unit="file", stream=pipe)
+    for _ in range(3):
+        bar.update()
+    bar.close()
+    bar.close()
+    assert pipe.getvalue() == "stage: 3 file\n"
+    quiet = io.StringIO()
+    progress_bar(3, "stage", enabled=False, stream=quiet).close()
+    assert quiet.getvalue() == ""
+    from tqdm import tqdm
+
+    live = progress_bar(3, "stage", stream=tty)
+    assert isinstance(live, tqdm)
+    live.close()
+
+
+def test_npm_keeps_its_cache_inside_the_data_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+
+    calls: list = []
+    monkeypatch.setattr(shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(prep, "_run", lambda cmd, cwd, progress: calls.append(cmd) or subprocess.CompletedProcess(cmd, 1, "", "E404"))
+    with pytest.raises(prep.PrepareError, match="npm install failed"):
+        prep.prepare("emoji", home=tmp_path / "home", log=lambda m: None, progress=False)
+    cmd = calls[0]
+    assert cmd[cmd.index("--cache") + 1] == str(tmp_path / "home" / ".downloads" / "npm-cache")
+    assert "--ignore-scripts" in cmd and Path(cmd[cmd.index("--prefix") + 1]).is_relative_to(tmp_path / "home")

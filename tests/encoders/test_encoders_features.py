@@ -65,7 +65,9 @@ def test_extraction_cache(tmp_path: Path) -> None:
     assert first.image.dtype == np.float32 and first.txt2img.tolist() == [0, 0, 1, 2]
     assert first.captions == [r["caption"] for r in ROWS] and first.image_paths[0].endswith("a.jpg")
     assert not first.meta["image"]["cached"] and not first.meta["text"]["cached"]
-    files = sorted(p.name for p in (home / "features" / "captions-jsonl" / "test").iterdir())
+    folder = Path(first.meta["image"]["cache"]).parent  # a user root: <features>/captions-jsonl/root-<hash>/test
+    assert folder.parent.parent == home / "features" / "captions-jsonl" and folder.parent.name.startswith("root-")
+    files = sorted(p.name for p in folder.iterdir())
     assert len(files) == 2 and files[0].startswith("image-efficientnet-lite0-64px-") and files[1].startswith("text-minilm-")
 
     t0 = time.perf_counter()

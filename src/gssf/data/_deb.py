@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator, Optional, Tuple
 
+from gssf.errors import GssfError
+
 _AR_MAGIC = b"!<arch>\n"
 
 
@@ -40,13 +42,21 @@ class _CountingReader(io.RawIOBase):
 
 def _find_data_member(fh: BinaryIO, path: Path) -> Tuple[str, int]:
     if fh.read(8) != _AR_MAGIC:
-        raise ValueError(f"{path} is not a Debian package (no ar header)")
+        raise GssfError(f"{path} is not a Debian package (no ar header)")
     while True:
+        offset = fh.tell()
         header = fh.read(60)
         if len(header) < 60:
-            raise ValueError(f"{path} has no data.tar member")
-        name = header[:16].decode("ascii").strip().rstrip("/")
-        size = int(header[48:58].decode("ascii").strip())
+            raise GssfError(f"{path} has no data.tar member")
+        try:
+            if header[58:60] != b"`\n":
+                raise ValueError("bad header terminator")
+            name = header[:16].decode("ascii").strip().rstrip("/")
+            size = int(header[48:58].decode("ascii").strip())
+            if size < 0:
+                raise ValueError(f"negative size {size}")
+        except ValueError as exc:
+            raise GssfError(f"{path} is not a Debian package (damaged ar member header at byte {offset}: {exc})") from None
         if name.startswith("data.tar"):
             return name, size
         fh.seek(size + (size % 2), io.SEEK_CUR)  # members are padded to even offsets
@@ -69,7 +79,7 @@ def open_deb_data(path: Path, on_read: Optional[Callable[[int], None]] = None) -
             return
     # zstd (newer Debian/Ubuntu) is not in this Python's standard library: ask dpkg-deb.
     if shutil.which("dpkg-deb") is None:
-        raise ValueError(f"{path}: {name} needs dpkg-deb to unpack (apt-get install dpkg)")
+        raise GssfError(f"{path}: {name} needs dpkg-deb to unpack (apt-get install dpkg)")
     proc = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(path)], stdout=subprocess.PIPE)
     try:
         assert proc.stdout is not None

@@ -33,7 +33,9 @@ from typing import Dict, List, Sequence, Tuple
 import numpy as np
 
 from gssf.data.base import CrossModalDataset, ImageRecord, UniModalDataset
+from gssf.data.paths import contained_path
 from gssf.data.splits import DEFAULT_FRACTIONS, assign_split
+from gssf.errors import GssfError
 
 #: Camera id of each vendor (the index in this tuple).
 VENDORS: Tuple[str, ...] = ("google", "twitter", "openmoji")
@@ -66,6 +68,17 @@ def read_emoji_index(datasource_json: Path, openmoji_json: Path) -> List[Emoji]:
     for p in (datasource_json, openmoji_json):
         if not p.is_file():
             raise FileNotFoundError(f"emoji metadata not found at {p}; expected layout: {LAYOUT}")
+    try:
+        return _join_index(datasource_json, openmoji_json)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        if isinstance(exc, GssfError):
+            raise
+        raise GssfError(
+            f"emoji metadata {datasource_json} / {openmoji_json} is malformed ({exc!r}); expected layout: {LAYOUT}"
+        ) from exc
+
+
+def _join_index(datasource_json: Path, openmoji_json: Path) -> List[Emoji]:
     with open(datasource_json, encoding="utf-8") as fh:
         entries = json.load(fh)
     with open(openmoji_json, encoding="utf-8") as fh:
@@ -97,10 +110,9 @@ def read_emoji_index(datasource_json: Path, openmoji_json: Path) -> List[Emoji]:
 
 
 def vendor_path(root: Path, vendor: str, e: Emoji) -> Path:
-    """Path of the 64x64 PNG of emoji ``e`` by ``vendor``."""
-    if vendor == "openmoji":
-        return root / "openmoji" / f"{e.openmoji}.png"
-    return root / vendor / e.image
+    """Path of the 64x64 PNG of emoji ``e`` by ``vendor`` (names from the metadata stay inside ``root``)."""
+    name = f"openmoji/{e.openmoji}.png" if vendor == "openmoji" else f"{vendor}/{e.image}"
+    return contained_path(root, name, f"{root / 'emoji.json'}: emoji {e.code}")
 
 
 def _identities(root: Path) -> List[Emoji]:

@@ -17,12 +17,14 @@ Splits follow the CUB-style class-disjoint protocol, from the official files:
 from __future__ import annotations
 
 import gzip
+import zlib
 from pathlib import Path
 from typing import Dict, Tuple
 
 import numpy as np
 
 from gssf.data.base import ImageRecord, UniModalDataset
+from gssf.errors import GssfError
 
 CLASS_NAMES: Tuple[str, ...] = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -46,8 +48,11 @@ def read_idx(path: Path) -> np.ndarray:
     if not path.is_file():
         raise FileNotFoundError(f"Fashion-MNIST file not found at {path}; expected layout: {LAYOUT}")
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as fh:
-        data = fh.read()
+    try:
+        with opener(path, "rb") as fh:
+            data = fh.read()
+    except (OSError, EOFError, zlib.error) as exc:  # a damaged or cut gzip stream
+        raise GssfError(f"cannot read {path} ({type(exc).__name__}: {exc}); expected layout: {LAYOUT}") from exc
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
         raise ValueError(f"{path} is not an unsigned-byte IDX file; expected layout: {LAYOUT}")
     ndim = data[3]

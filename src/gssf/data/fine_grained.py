@@ -19,6 +19,7 @@ from typing import Any, Dict, List, Sequence, Tuple
 import numpy as np
 
 from gssf.data.base import ImageRecord, UniModalDataset
+from gssf.data.paths import ContainedRoot
 
 LAYOUT = {
     "cub": "ROOT/images.txt, ROOT/image_class_labels.txt, ROOT/images/<class folder>/<file>.jpg "
@@ -67,12 +68,19 @@ def load_cub(root: Path, split: str = "train", check_files: bool = True) -> UniM
             f"{root}: images.txt and image_class_labels.txt list different ids "
             f"({len(paths)} vs {len(classes)}); expected layout: {LAYOUT['cub']}"
         )
+    contained = ContainedRoot(root / "images")
     images: List[ImageRecord] = []
     labels: List[int] = []
     for i in sorted(paths):
-        c = int(classes[i])
+        try:
+            c = int(classes[i])
+        except ValueError:
+            raise ValueError(
+                f"{root / 'image_class_labels.txt'}: image id {i} has class {classes[i]!r}, not a number"
+            ) from None
         if _class_split(c, split, 100):
-            images.append(ImageRecord(id=paths[i], path=root / "images" / paths[i]))
+            path = contained.path(paths[i], f"{root / 'images.txt'}: image id {i}")
+            images.append(ImageRecord(id=paths[i], path=path))
             labels.append(c)
     _check_files("cub", images, check_files)
     return UniModalDataset("cub", split, images, np.asarray(labels, dtype=np.int64), root=root)
@@ -108,11 +116,12 @@ def _read_cars_annos(path: Path) -> List[Tuple[str, int]]:
 def load_cars196(root: Path, split: str = "train", check_files: bool = True) -> UniModalDataset:
     """Cars196: 8,054 train images (classes 1-98), 8,131 test (99-196)."""
     annos = _read_cars_annos(root / "cars_annos.mat")
+    contained = ContainedRoot(root)
     images: List[ImageRecord] = []
     labels: List[int] = []
     for rel, c in sorted(annos):
         if _class_split(c, split, 98):
-            images.append(ImageRecord(id=rel, path=root / rel))
+            images.append(ImageRecord(id=rel, path=contained.path(rel, f"{root / 'cars_annos.mat'}: annotation {rel!r}")))
             labels.append(c)
     _check_files("cars196", images, check_files)
     return UniModalDataset("cars196", split, images, np.asarray(labels, dtype=np.int64), root=root)
@@ -123,7 +132,7 @@ def load_sop(root: Path, split: str = "train", check_files: bool = True) -> UniM
     path = root / ("Ebay_train.txt" if split == "train" else "Ebay_test.txt")
     if not path.is_file():
         raise FileNotFoundError(f"sop {split} list not found at {path}; expected layout: {LAYOUT['sop']}")
-    rows: List[Tuple[int, int, int, str]] = []
+    rows: List[Tuple[int, int, int, str, int]] = []
     with open(path, encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, 1):
             parts = line.split()
@@ -131,9 +140,10 @@ def load_sop(root: Path, split: str = "train", check_files: bool = True) -> UniM
                 continue  # blank line or the header
             if len(parts) != 4 or not all(p.isdigit() for p in parts[:3]):
                 raise ValueError(f"{path}:{lineno}: expected 'image_id class_id super_class_id path'")
-            rows.append((int(parts[0]), int(parts[1]), int(parts[2]), parts[3]))
+            rows.append((int(parts[0]), int(parts[1]), int(parts[2]), parts[3], lineno))
     rows.sort()
-    images = [ImageRecord(id=r[3], path=root / r[3]) for r in rows]
+    contained = ContainedRoot(root)
+    images = [ImageRecord(id=r[3], path=contained.path(r[3], f"{path}:{r[4]}")) for r in rows]
     _check_files("sop", images, check_files)
     return UniModalDataset(
         "sop",

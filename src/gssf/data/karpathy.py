@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
 from gssf.data.base import CrossModalDataset, ImageRecord
+from gssf.data.paths import ContainedRoot
+from gssf.errors import GssfError
 
 KARPATHY_LAYOUT = {
     "flickr30k": "ROOT/dataset_flickr30k.json (Karpathy split: images[].filename, split, sentences[].raw) "
@@ -46,16 +48,33 @@ def _check_images(name: str, paths: List[Path], layout: str) -> None:
         )
 
 
-def _image_path(root: Path, name: str, entry: Dict[str, Any]) -> Path:
+def _image_path(images: ContainedRoot, name: str, entry: Dict[str, Any], where: str, sub: str) -> Tuple[str, Path]:
+    """(stable id, path) of a Karpathy image entry, kept inside the dataset root."""
     filename = entry.get("filename")
     if not filename:
-        raise ValueError(f"an image entry of the {name} Karpathy JSON has no filename; expected layout: {KARPATHY_LAYOUT[name]}")
-    if entry.get("filepath"):  # COCO
-        return root / entry["filepath"] / filename
-    for sub in ("flickr30k-images", "images"):
-        if (root / sub).is_dir():
-            return root / sub / filename
-    return root / "flickr30k-images" / filename
+        raise GssfError(f"{where} has no filename; expected layout: {KARPATHY_LAYOUT[name]}")
+    if not isinstance(filename, str):
+        raise GssfError(f"{where}: filename must be a string, got {filename!r}")
+    filepath = entry.get("filepath")
+    if filepath:  # COCO
+        if not isinstance(filepath, str):
+            raise GssfError(f"{where}: filepath must be a string, got {filepath!r}")
+        key = f"{filepath}/{filename}"
+        return key, images.path(key, where)
+    return filename, images.path(f"{sub}/{filename}", where)
+
+
+def _sentences(entry: Dict[str, Any], where: str) -> List[str]:
+    sents = entry.get("sentences", [])
+    if not isinstance(sents, list):
+        raise GssfError(f"{where}: sentences must be a list, got {type(sents).__name__}")
+    out: List[str] = []
+    for k, s in enumerate(sents):
+        raw = s.get("raw", "") if isinstance(s, dict) else None
+        if not isinstance(raw, str):
+            raise GssfError(f"{where}: sentences[{k}].raw must be a string, got {raw!r}")
+        out.append(raw.strip())
+    return out
 
 
 def load_karpathy(
@@ -83,14 +102,21 @@ def load_karpathy(
         entries = data["images"]
     except (ValueError, KeyError, TypeError) as exc:
         raise ValueError(f"{js} is not a Karpathy split JSON ({exc}); expected layout: {layout}") from exc
+    if not isinstance(entries, list):
+        raise GssfError(f"{js}: 'images' must be a list; expected layout: {layout}")
     wanted = {split} | ({"restval"} if split == "train" and restval else set())
+    contained = ContainedRoot(root)
+    sub = next((s for s in ("flickr30k-images", "images") if (root / s).is_dir()), "flickr30k-images")
     images: List[ImageRecord] = []
     captions: List[str] = []
     txt2img: List[int] = []
-    for entry in entries:
+    for n, entry in enumerate(entries):
+        where = f"{js} images[{n}]"
+        if not isinstance(entry, dict):
+            raise GssfError(f"{where} is {type(entry).__name__}, not an object; expected layout: {layout}")
         if entry.get("split") not in wanted:
             continue
-        sents = [s.get("raw", "").strip() for s in entry.get("sentences", [])]
+        sents = _sentences(entry, where)
         if captions_per_image is not None:
             if len(sents) < captions_per_image:
                 raise ValueError(
@@ -98,8 +124,7 @@ def load_karpathy(
                     f"captions; expected at least {captions_per_image}"
                 )
             sents = sents[:captions_per_image]
-        path = _image_path(root, name, entry)
-        key = entry.get("filepath", "") + "/" + entry["filename"] if entry.get("filepath") else entry["filename"]
+        key, path = _image_path(contained, name, entry, where, sub)
         idx = len(images)
         images.append(ImageRecord(id=key, path=path))
         captions.extend(sents)
@@ -133,6 +158,7 @@ def load_captions_jsonl(root: Path, split: str = "train", check_files: bool = Tr
     if not path.is_file():
         raise FileNotFoundError(f"captions not found at {path}; expected layout: {JSONL_LAYOUT}")
     index: Dict[str, int] = {}
+    contained = ContainedRoot(root)
     images: List[ImageRecord] = []
     captions: List[str] = []
     txt2img: List[int] = []
@@ -140,17 +166,24 @@ def load_captions_jsonl(root: Path, split: str = "train", check_files: bool = Tr
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
                 continue
+            where = f"{path}:{lineno}"
             try:
                 row = json.loads(line)
                 image, caption, row_split = row["image"], row["caption"], row["split"]
             except (ValueError, KeyError, TypeError) as exc:
-                raise ValueError(f"{path}:{lineno}: malformed line ({exc!r}); expected layout: {JSONL_LAYOUT}") from exc
+                raise ValueError(f"{where}: malformed line ({exc!r}); expected layout: {JSONL_LAYOUT}") from exc
+            for key, value in (("image", image), ("caption", caption)):
+                if not isinstance(value, str):
+                    raise GssfError(
+                        f"{where}: {key!r} must be a string, got {type(value).__name__} {value!r}; "
+                        f"expected layout: {JSONL_LAYOUT}"
+                    )
             if row_split != split:
                 continue
             if image not in index:
                 index[image] = len(images)
-                images.append(ImageRecord(id=image, path=root / image))
-            captions.append(str(caption))
+                images.append(ImageRecord(id=image, path=contained.path(image, where)))
+            captions.append(caption)
             txt2img.append(index[image])
     if check_files:
         _check_images("captions-jsonl", [r.path for r in images if r.path is not None], JSONL_LAYOUT)

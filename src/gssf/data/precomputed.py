@@ -27,6 +27,7 @@ from typing import List, Optional, Union
 import numpy as np
 
 from gssf.data.base import CrossModalDataset, ImageRecord, UniModalDataset
+from gssf.errors import GssfError
 
 PRECOMP_LAYOUT = (
     "ROOT/{split}_ims.npy ([N, D] or [N, regions, D]), ROOT/{split}_caps.txt (k captions per image, "
@@ -50,10 +51,13 @@ def load_precomp(
     try:
         # Region features of a full train split are many GB: map them instead of reading.
         ims = np.load(ims_path, mmap_mode="r" if mmap else None, allow_pickle=False)
-    except (ValueError, OSError) as exc:
-        raise ValueError(f"cannot read {ims_path} ({exc}); expected layout: {PRECOMP_LAYOUT}") from exc
-    if ims.ndim not in (2, 3):
-        raise ValueError(f"{ims_path} has shape {ims.shape}; expected layout: {PRECOMP_LAYOUT}")
+    except (ValueError, OSError, EOFError) as exc:  # EOFError: an empty or truncated file
+        raise GssfError(f"cannot read {ims_path} ({type(exc).__name__}: {exc}); expected layout: {PRECOMP_LAYOUT}") from exc
+    if not isinstance(ims, np.ndarray):
+        ims.close()
+        raise GssfError(f"{ims_path} is a .npz archive, not a .npy array; expected layout: {PRECOMP_LAYOUT}")
+    if ims.ndim not in (2, 3) or ims.dtype.kind not in "fiu":
+        raise GssfError(f"{ims_path} has shape {ims.shape} and dtype {ims.dtype}; expected layout: {PRECOMP_LAYOUT}")
     with open(caps_path, encoding="utf-8", errors="replace") as fh:
         caps = [line.strip() for line in fh if line.strip()]
     n = len(ims)

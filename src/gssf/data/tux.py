@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from gssf.data.base import CrossModalDataset, ImageRecord
+from gssf.data.paths import ContainedRoot
 from gssf.data.splits import DEFAULT_FRACTIONS, assign_split
 
 STAMPS = "stamps"
@@ -56,12 +57,14 @@ def scan_stamps(stamps_dir: Path) -> List[Stamp]:
     if not stamps_dir.is_dir():
         raise FileNotFoundError(f"Tux Paint stamps not found at {stamps_dir}; expected layout: {LAYOUT}")
     out: List[Stamp] = []
+    contained = ContainedRoot(stamps_dir)
     for txt in stamps_dir.rglob("*.txt"):
         png, svg = txt.with_suffix(".png"), txt.with_suffix(".svg")
         # PNG first: it is what DATA.md's measurements used; SVG-only stamps are rendered.
         source = png if png.is_file() else svg if svg.is_file() else None
         if source is None:
             continue  # a few descriptions ship without an image (e.g. christmas/gift)
+        contained.check(source, f"Tux Paint stamps folder {stamps_dir}")  # a symlink may point anywhere
         caption = read_caption(txt)
         if not caption:
             continue

@@ -12,6 +12,7 @@ a ``(B, dim)`` float tensor. Two paths exist:
 from __future__ import annotations
 
 import os
+import sys
 from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
@@ -60,14 +61,28 @@ def eval_mode(module: nn.Module) -> Iterator[None]:
 
 
 def _bar(total: int, desc: str, enabled: bool):
-    if enabled:
-        try:
-            from tqdm.auto import tqdm
+    from gssf.data.progress import progress_bar
 
-            return tqdm(total=total, desc=desc, unit="item", leave=False, disable=None)  # None: no bar off a terminal
-        except ImportError:
-            pass
-    return None
+    return progress_bar(total, desc, unit="item", enabled=enabled)
+
+
+@contextmanager
+def hf_bars_on_terminal_only() -> Iterator[None]:
+    """Hugging Face's loading bars only on a terminal: off one they are carriage-return noise."""
+    from gssf.data.progress import is_terminal
+
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:
+        hf_logging = None
+    if hf_logging is None or is_terminal(sys.stderr) or not hf_logging.is_progress_bar_enabled():
+        yield
+        return
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.enable_progress_bar()
 
 
 class Encoder:
@@ -137,13 +152,13 @@ class Encoder:
         size = batch_size or self.default_batch_size
         out: List[torch.Tensor] = []
         bar = _bar(len(images), f"{self.name}: images", progress)
-        with eval_mode(self.module):
-            for chunk in _batches(images, size):
-                pixels = self.preprocess(chunk).to(self.device)
-                out.append(self.forward_images(pixels).float().cpu())
-                if bar is not None:
+        try:
+            with eval_mode(self.module):
+                for chunk in _batches(images, size):
+                    pixels = self.preprocess(chunk).to(self.device)
+                    out.append(self.forward_images(pixels).float().cpu())
                     bar.update(len(chunk))
-        if bar is not None:
+        finally:
             bar.close()
         return torch.cat(out) if out else torch.zeros(0, self.dim)
 
@@ -166,13 +181,13 @@ class Encoder:
         size = batch_size or self.default_batch_size
         out: List[torch.Tensor] = []
         bar = _bar(len(texts), f"{self.name}: texts", progress)
-        with eval_mode(self.module):
-            for chunk in _batches(texts, size):
-                tokens = _to_device(self.tokenize(chunk), self.device)
-                out.append(self.forward_texts(tokens).float().cpu())
-                if bar is not None:
+        try:
+            with eval_mode(self.module):
+                for chunk in _batches(texts, size):
+                    tokens = _to_device(self.tokenize(chunk), self.device)
+                    out.append(self.forward_texts(tokens).float().cpu())
                     bar.update(len(chunk))
-        if bar is not None:
+        finally:
             bar.close()
         return torch.cat(out) if out else torch.zeros(0, self.dim)
 

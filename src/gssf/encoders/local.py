@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from gssf.data.images import load_rgb
-from gssf.encoders.base import Encoder, ImageInput, check_path, offline_env
+from gssf.encoders.base import Encoder, ImageInput, check_path, hf_bars_on_terminal_only, offline_env
 from gssf.encoders.registry import register_encoder
 
 PathLike = Union[str, Path]
@@ -146,7 +146,9 @@ class HFLocalEncoder(Encoder):
         self.kind = _hf_kind(folder, cfg)
         self.folder = folder
         self.normalize = normalize
-        self.module = transformers.AutoModel.from_pretrained(str(folder), local_files_only=True).to(self.device).eval()
+        with hf_bars_on_terminal_only():
+            model = transformers.AutoModel.from_pretrained(str(folder), local_files_only=True)
+        self.module = model.to(self.device).eval()
         mc = self.module.config
         if self.kind == "dual":
             self.modalities = ("image", "text")

