@@ -117,3 +117,21 @@ def test_end_to_end_finetuning_on_a_reid_tree(tmp_path: Path) -> None:
     prefix = "model.tower.encoder.net."
     changed = [k for k, v in fresh.items() if v.is_floating_point() and not torch.equal(tuned[prefix + k], v)]
     assert len(changed) > 0.5 * sum(v.is_floating_point() for v in fresh.values())
+
+
+def test_a_bad_training_image_stops_before_training_or_is_skipped(tmp_path: Path) -> None:
+    import json
+
+    from gssf.errors import BadImageError
+
+    root = TREES["cub"](tmp_path / "cub")
+    bad = root / "images" / "001.Bird_1" / "img_2.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    base = [f"data.root={root}", *TINY, *EXTRA["cub"]]
+    with pytest.raises(BadImageError, match="img_2.jpg"):
+        run(load_config("cub", overrides=base), tmp_path / "strict", progress=False)
+    assert not (tmp_path / "strict" / "checkpoints").exists()  # it stopped before the first step
+    res = run(load_config("cub", overrides=[*base, "data.skip_bad_images=true"]), tmp_path / "skip", progress=False)
+    assert len(res["history"]) == 1
+    skipped = json.loads((tmp_path / "skip" / "skipped_images.json").read_text())
+    assert [Path(s["path"]).name for s in skipped] == ["img_2.jpg"] and skipped[0]["split"] == "train"
