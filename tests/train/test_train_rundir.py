@@ -258,3 +258,14 @@ def test_test_metrics_come_with_their_per_query_values(trained: Path) -> None:
     ranks = per_query["per_query"]["t2i_rank"]
     assert len(ranks) == 54  # one per test caption
     assert 100.0 * sum(r <= 1 for r in ranks) / len(ranks) == pytest.approx(results["test"]["t2i_R@1"])
+
+
+def test_a_run_that_fails_before_it_starts_leaves_no_folder(tmp_path: Path) -> None:
+    cfg = tiny_config(str(tmp_path / "missing" / "{split}.npz"))
+    with pytest.raises(FileNotFoundError):
+        run(cfg, tmp_path / "run", progress=False, quiet=True)
+    assert not (tmp_path / "run").exists()
+    (tmp_path / "kept").mkdir()
+    with pytest.raises(FileNotFoundError):
+        run(cfg, tmp_path / "kept", progress=False, quiet=True)
+    assert (tmp_path / "kept").is_dir() and not any((tmp_path / "kept").iterdir())

@@ -88,6 +88,7 @@ class RunDirLock:
     def __init__(self, run_dir: PathLike) -> None:
         self.path = Path(run_dir) / LOCK_NAME
         self._fd: Optional[int] = None
+        self._created_dir = self._created_file = False
 
     def acquire(self) -> "RunDirLock":
         try:
@@ -95,6 +96,8 @@ class RunDirLock:
         except ImportError:  # pragma: no cover - Windows
             return self
         existed = self.path.exists()
+        self._created_dir = not self.path.parent.exists()
+        self._created_file = not existed
         if not existed:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -118,10 +121,17 @@ class RunDirLock:
         self._fd = fd
         return self
 
-    def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)  # closing the descriptor drops the flock
-            self._fd = None
+    def release(self, tidy: bool = False) -> None:
+        """Drop the lock; ``tidy``: also remove the lock file (and the folder) this lock created,
+        when nothing else was written next to it (a run that failed before it started)."""
+        if self._fd is None:
+            return
+        if tidy and self._created_file and [p.name for p in self.path.parent.iterdir()] == [LOCK_NAME]:
+            self.path.unlink()
+            if self._created_dir:
+                self.path.parent.rmdir()
+        os.close(self._fd)  # closing the descriptor drops the flock
+        self._fd = None
 
     def __enter__(self) -> "RunDirLock":
         return self.acquire()

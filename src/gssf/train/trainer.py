@@ -726,14 +726,17 @@ def run(
     config.validate()
     env = init_distributed(config.train.device)
     lock: Optional[RunDirLock] = None
+    failed = True
     try:
         lock = claim_run_dir(run_dir, resume, env)
         with _runtime(config.train, env.device):
             trainer = Trainer(config, run_dir, env=env, progress=progress, quiet=quiet, claimed=True)
-            return trainer.fit(resume=resume)
+            results = trainer.fit(resume=resume)
+        failed = False
+        return results
     finally:
         if lock is not None:
-            lock.release()
+            lock.release(tidy=failed)  # a run that failed before writing anything leaves no folder
         cleanup_distributed(env)
 
 
