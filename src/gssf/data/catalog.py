@@ -36,6 +36,24 @@ CATALOG = (
         "Fashion-MNIST, class-disjoint: classes 0-4 train/val, 5-9 test",
         "gssf.data.fashion_mnist:load_fashion_mnist", prepare="fashion-mnist", licence="MIT",
     ),
+    DatasetInfo(
+        "emoji-styles", UNI_MODAL, "re-id", ("train", "val", "test", "query", "gallery", "val-query", "val-gallery"),
+        "emoji identities x 9 Iconify styles as cameras (query: one style, gallery: the others)",
+        "gssf.data.iconify:load_emoji_styles", prepare="emoji-styles", licence="CC-BY-4.0, Apache-2.0, MIT",
+        split_aliases=(("test-query", "query"), ("test-gallery", "gallery")),
+    ),
+    DatasetInfo(
+        "emoji-styles-sa", UNI_MODAL, "re-id", ("train", "val", "test", "query", "gallery", "val-query", "val-gallery"),
+        "emoji-styles with all 11 styles, adding the share-alike openmoji and emojione-v1",
+        "gssf.data.iconify:load_emoji_styles_share_alike", prepare="emoji-styles-sa",
+        licence="CC-BY-4.0, Apache-2.0, MIT, CC-BY-SA-4.0 (openmoji, emojione-v1)",
+        split_aliases=(("test-query", "query"), ("test-gallery", "gallery")),
+    ),
+    DatasetInfo(
+        "wesnoth", UNI_MODAL, "fine-grained", _TVT,
+        "Battle for Wesnoth unit sprites, class = unit type (>= 5 frames), class-disjoint; English descriptions",
+        "gssf.data.wesnoth:load_wesnoth", prepare="wesnoth", licence="GPL-2+ (Debian wesnoth-1.16-data)",
+    ),
     # ---- standard benchmarks the user brings (root=...)
     DatasetInfo(
         "flickr30k", CROSS_MODAL, "image-text", _TVT, "Flickr30K, Karpathy split JSON",
