@@ -268,7 +268,7 @@ def test_min_styles_is_counted_over_the_chosen_styles(built: Path, tmp_path: Pat
 
 
 def _fake_npm(sets: Dict[str, Dict[str, Any]], calls: List[List[str]]):
-    def install(packages, prefix: Path, log, progress) -> Path:
+    def install(packages, prefix: Path, cache: Path, log, progress) -> Path:
         calls.append([n for n, _ in packages])
         for name, version in packages:
             style = name.split("/", 1)[1]

@@ -454,7 +454,8 @@ def _prepare(
 
     if deb is not None:
         raise GssfError("--deb applies to the Debian datasets (tux, fashion-mnist, wesnoth), not to emoji-styles")
-    modules = prep._npm_install([(f"@iconify-json/{s}", NPM_VERSIONS[s]) for s in styles], downloads, log, progress)
+    packages_ = [(f"@iconify-json/{s}", NPM_VERSIONS[s]) for s in styles]
+    modules = prep._npm_install(packages_, downloads, downloads.parent / "npm-cache", log, progress)
     packages = {s: modules / "@iconify-json" / s for s in styles}
     versions = {}
     for s, folder in packages.items():
