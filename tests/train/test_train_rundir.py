@@ -269,3 +269,14 @@ def test_a_run_that_fails_before_it_starts_leaves_no_folder(tmp_path: Path) -> N
     with pytest.raises(FileNotFoundError):
         run(cfg, tmp_path / "kept", progress=False, quiet=True)
     assert (tmp_path / "kept").is_dir() and not any((tmp_path / "kept").iterdir())
+
+
+def test_a_model_with_nothing_to_learn_still_runs_and_evaluates(tmp_path: Path) -> None:
+    from train_synthetic import write_unimodal_features
+
+    pattern = write_unimodal_features(tmp_path / "uni")
+    cfg = tiny_config(pattern, "data.task=retrieval", "loss.name=triplet", "model.head=identity", "model.embed_dim=16",
+                      "similarity.name=cosine", "similarity.kwargs={}", "train.epochs=2", "train.batch_size=12")
+    res = run(cfg, tmp_path / "run", progress=False, quiet=True)
+    assert len(res["history"]) == 2 and res["test"]["R@1"] > 0
+    assert res["history"][0]["val"] == res["history"][1]["val"]  # nothing moved

@@ -119,7 +119,12 @@ def build_param_groups(model: nn.Module, criterion: nn.Module, optim: OptimConfi
         {"name": "encoders", "params": [p for p in enc if p.ndim >= 2], "lr": optim.encoder_lr, "weight_decay": optim.encoder_weight_decay},
         {"name": "encoders_no_decay", "params": [p for p in enc if p.ndim < 2], "lr": optim.encoder_lr, "weight_decay": 0.0},
     ]
-    return [g for g in groups if g["params"]]
+    groups = [g for g in groups if g["params"]]
+    if not groups:
+        # Nothing learns (a frozen baseline: identity heads and a parameter-free similarity).
+        # An empty placeholder keeps the loop, the schedule and the checkpoints uniform.
+        groups = [{"name": "none", "params": [nn.Parameter(torch.zeros(0))], "lr": optim.lr, "weight_decay": 0.0}]
+    return groups
 
 
 def build_optimizer(groups: List[Dict[str, Any]], optim: OptimConfig) -> torch.optim.Optimizer:
@@ -554,6 +559,10 @@ class Trainer:
         if not torch.isfinite(loss):
             raise self._diverged("the loss", float(loss.detach()))
         self.optimizer.zero_grad(set_to_none=True)
+        if not loss.requires_grad:  # nothing learns (see build_param_groups): step the empty placeholder
+            self.optimizer.step()
+            self.scheduler.step()
+            return float(loss.detach())
         loss.backward()
         average_gradients(self.params)
         # The gradient norm is checked before the step, so non-finite gradients never reach
