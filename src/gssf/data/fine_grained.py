@@ -102,7 +102,7 @@ def _read_cars_annos(path: Path) -> List[Tuple[str, int]]:
     try:
         from scipy.io import loadmat
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError("Cars196 needs scipy to read cars_annos.mat: pip install scipy") from exc
+        raise ImportError("Cars196 needs scipy to read cars_annos.mat: pip install 'gssf[data]' (or pip install scipy)") from exc
     try:
         annos = loadmat(str(path))["annotations"].reshape(-1)
         out = [(str(_mat_field(a, "relative_im_path")), int(_mat_field(a, "class"))) for a in annos]

