@@ -81,6 +81,8 @@ class UnreadableFileError(GssfError):
 
 class DeviceUnavailableError(GssfError):
     """A requested device (``--device cuda``, ``train.device: cuda``) that this machine does not have."""
+
+
 class BadTensorError(GssfError):
     """A tensor argument of the wrong shape or with NaN/Inf values; the message names the argument."""
 
@@ -91,6 +93,8 @@ class TensorTypeError(BadTensorError, TypeError):
 
 class ScoreOverflowError(GssfError, OverflowError):
     """Finite inputs whose scores overflow the compute dtype (raw inner products of huge features)."""
+
+
 class StatisticsError(GssfError):
     """Inputs to a statistic that do not fit together: paired members of different shapes, no seeds, NaN."""
 

@@ -102,10 +102,10 @@ def check_device(device: str, where: str = "--device", allow_auto: bool = False)
     Done before any work so that ``--device cuda`` on a machine without CUDA fails at once
     with one line rather than deep inside torch.
     """
-    import torch
+    from gssf.utils.device import resolve_device
 
-    if allow_auto and device == "auto":
-        return device
+    resolve_device(device, where=where, allow_auto=allow_auto)
+    return device
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as exc:

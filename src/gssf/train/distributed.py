@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Iterable, List, Optional, Union
+from typing import Any, Iterable, List, Optional
 
 import torch
 import torch.distributed as dist
 from torch import Tensor
+
+from gssf.utils.device import resolve_device
 
 __all__ = [
     "DistEnv",
@@ -57,31 +59,6 @@ def is_distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
-def resolve_device(device: Union[str, torch.device], local_rank: int = 0, key: str = "config key 'train.device'") -> torch.device:
-    """The torch device for a config or command-line value: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``.
-
-    A CUDA device on a machine without one is a named error (``key`` says where the value
-    came from), not an assertion deep inside torch.
-    """
-    name = str(device)
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"{key} is {name!r}, not a device: use cpu, cuda, cuda:N or auto") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"{key} is {name!r} but CUDA is not available on this machine; use cpu or auto")
-        count = torch.cuda.device_count()
-        if dev.index is not None and dev.index >= count:
-            raise ValueError(f"{key} is {name!r} but this machine has {count} CUDA device(s)")
-        return dev if dev.index is not None else torch.device("cuda", local_rank % count)
-    if dev.type != "cpu":
-        raise ValueError(f"{key} is {name!r}: gssf runs on cpu or cuda")
-    return dev
-
-
 def init_distributed(device: str = "auto") -> DistEnv:
     """Join the process group described by torchrun's environment (``WORLD_SIZE`` > 1).
 
@@ -92,13 +69,14 @@ def init_distributed(device: str = "auto") -> DistEnv:
     if dist.is_available() and dist.is_initialized():
         rank, world = dist.get_rank(), dist.get_world_size()
         local = int(os.environ.get("LOCAL_RANK", rank))
-        return DistEnv(rank, world, local, resolve_device(device, local), owns_group=False)
+        dev = resolve_device(device, local, where="config key train.device")
+        return DistEnv(rank, world, local, dev, owns_group=False)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
-        return DistEnv(device=resolve_device(device, 0))
+        return DistEnv(device=resolve_device(device, 0, where="config key train.device"))
     rank = int(os.environ["RANK"])
     local = int(os.environ.get("LOCAL_RANK", rank))
-    dev = resolve_device(device, local)
+    dev = resolve_device(device, local, where="config key train.device")
     backend = "nccl" if dev.type == "cuda" else "gloo"
     if dev.type == "cuda":
         torch.cuda.set_device(dev)

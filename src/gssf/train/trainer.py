@@ -765,7 +765,7 @@ def load_model(
     if data_root is not None:
         data["data"] = {**data["data"], "root": data_root}
     cfg = config_from_dict(data).validate()
-    dev = resolve_device(device, key="device")
+    dev = resolve_device(device, where="device")
     task = make_task(cfg, dev)
     model = task.build_model(dict(meta["input_dims"])).to(dev)
     check_compatible(meta, describe_model(cfg, meta["input_dims"], meta.get("loss", {}).get("num_classes", 0)))
