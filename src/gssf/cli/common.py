@@ -11,7 +11,7 @@ import pickle
 import zipfile
 from typing import Any, Callable, Iterator, Union
 
-from gssf.errors import DeviceUnavailableError, GssfError, UnreadableFileError
+from gssf.errors import GssfError, UnreadableFileError
 from gssf.utils.optional import require
 
 __all__ = [
@@ -105,22 +105,4 @@ def check_device(device: str, where: str = "--device", allow_auto: bool = False)
     from gssf.utils.device import resolve_device
 
     resolve_device(device, where=where, allow_auto=allow_auto)
-    return device
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        choices = "auto, cpu, cuda or cuda:N" if allow_auto else "cpu, cuda or cuda:N"
-        raise DeviceUnavailableError(f"{where}={device} is not a device name ({choices}): {exc}") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise DeviceUnavailableError(f"{where}={device}: CUDA is not available on this machine")
-        count = torch.cuda.device_count()
-        if dev.index is not None and dev.index >= count:
-            raise DeviceUnavailableError(f"{where}={device}: this machine has {count} CUDA device(s)")
-    elif dev.type == "mps":
-        mps = getattr(torch.backends, "mps", None)
-        if mps is None or not mps.is_available():
-            raise DeviceUnavailableError(f"{where}={device}: MPS is not available on this machine")
-    elif dev.type != "cpu":
-        raise DeviceUnavailableError(f"{where}={device}: gssf runs on cpu, cuda or mps")
     return device
