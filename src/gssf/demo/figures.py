@@ -243,27 +243,28 @@ def retrieval_side_by_side(rows: Sequence[Mapping[str, Any]], path: Path, kind: 
     sims = list(rows[0]["results"])
     k = max(len(r["results"][s]["items"]) for r in rows for s in sims)
     if kind == "images":
-        ratios = ([0.25] + [1.0] * k) * len(sims)  # a narrow gap before each similarity's block
-        ratios = [1.0] + ratios  # the correct image first
-        fig = plt.figure(figsize=(1.7 * (k * len(sims) + 1) + 3.5, 2.0 * len(rows) + 0.8))
-        grid = fig.add_gridspec(len(rows), len(ratios), width_ratios=ratios, wspace=0.08, hspace=0.45)
+        # per query: the correct image, then one row of results per similarity, stacked (a page-wide figure)
+        fig = plt.figure(figsize=(1.75 * (k + 1.3) + 1.6, 1.9 * len(sims) * len(rows) + 0.9))
+        outer = fig.add_gridspec(len(rows), 1, hspace=0.3)
     else:
         ratios = [1.0] + [3.2] * len(sims)
         fig = plt.figure(figsize=(2.2 + 5.2 * len(sims), 2.1 * len(rows) + 0.8))
         grid = fig.add_gridspec(len(rows), len(ratios), width_ratios=ratios, wspace=0.1, hspace=0.55)
     for r, row in enumerate(rows):
         if kind == "images":
-            ax = fig.add_subplot(grid[r, 0])
+            inner = outer[r].subgridspec(len(sims), k + 2, width_ratios=[1.0, 0.3] + [1.0] * k, wspace=0.08,
+                                         hspace=0.4)
+            ax = fig.add_subplot(inner[:, 0])
             _image_cell(ax, str(row["truth"]), False, "correct image")
-            ax.set_ylabel(f"“{_short(str(row['query']), 40)}”", rotation=0, ha="right", va="center", fontsize=10,
-                          labelpad=8)
+            ax.set_title(textwrap.fill(f"“{_short(str(row['query']), 60)}”", 22), fontsize=10)
             for si, sim in enumerate(sims):
                 res = row["results"][sim]
                 for c, (item, ok) in enumerate(zip(res["items"], res["correct"])):
-                    ax = fig.add_subplot(grid[r, 2 + si * (k + 1) + c])
+                    ax = fig.add_subplot(inner[si, 2 + c])
                     _image_cell(ax, item, bool(ok), f"#{c + 1}")
                     if c == 0:
-                        ax.set_title(f"{sim}: correct at rank {res['rank']}", loc="left", fontsize=10)
+                        ax.set_ylabel(f"{sim}\nrank {res['rank']}", rotation=0, ha="right", va="center",
+                                      fontsize=10, labelpad=6)
         else:
             _image_cell(fig.add_subplot(grid[r, 0]), str(row["query"]), False,
                         "query\n" + textwrap.fill(f"correct: “{_short(str(row['truth']), 60)}”", 28))
@@ -277,5 +278,5 @@ def retrieval_side_by_side(rows: Sequence[Mapping[str, Any]], path: Path, kind: 
                             transform=ax.transAxes, va="center", fontsize=9, color="green" if ok else "black",
                             fontweight="bold" if ok else "normal")
     if title:
-        fig.suptitle(textwrap.fill(title, 150), fontsize=11)
+        fig.suptitle(textwrap.fill(title, 110 if kind == "images" else 150), fontsize=11)
     return _save(fig, path)

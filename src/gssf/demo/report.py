@@ -196,13 +196,18 @@ def _text_tables(tables: Sequence[_Table]) -> List[str]:
     return lines
 
 
+def _html_cell(cell: str) -> str:
+    """A cell; a value with its interval (``+1.2 [-0.3, +2.8]``) on two lines, so that wide tables fit the page."""
+    return "<br>[".join(html.escape(part) for part in cell.split(" [", 1))
+
+
 def _html_tables(tables: Sequence[_Table]) -> List[str]:
     parts = []
     for title, header, rows in tables:
         head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
         body = "".join(
             "<tr><th>" + html.escape(cells[0]) + "</th>"
-            + "".join(f"<td{' class=sig' if SIGNIFICANT in c else ''}>{html.escape(c)}</td>" for c in cells[1:])
+            + "".join(f"<td{' class=sig' if SIGNIFICANT in c else ''}>{_html_cell(c)}</td>" for c in cells[1:])
             + "</tr>"
             for cells in rows
         )

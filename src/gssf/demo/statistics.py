@@ -53,7 +53,8 @@ def load_per_query(run_dir: Path) -> Dict[str, Any]:
     except (OSError, ValueError) as exc:
         raise StatisticsError(f"cannot read the per-query test values {path}: {exc}") from None
     if not isinstance(data, dict) or not isinstance(data.get("per_query"), dict):
-        raise StatisticsError(f"{path} has no 'per_query' dict (keys: {sorted(data) if isinstance(data, dict) else '-'})")
+        keys = sorted(data) if isinstance(data, dict) else "-"
+        raise StatisticsError(f"{path} has no 'per_query' dict (keys: {keys})")
     return {k: data[k] for k in _PER_QUERY_KEYS if k in data}
 
 
