@@ -4,7 +4,7 @@ from __future__ import annotations
 import io
 import sys
 from pathlib import Path
-from typing import Any, List, Tuple
+from typing import Any, Callable, List, Tuple
 
 import pytest
 
@@ -57,7 +57,7 @@ def test_is_terminal_is_false_for_closed_and_odd_streams() -> None:
     assert is_terminal(FakeTerminal())
 
 
-def _fake_training(monkeypatch: pytest.MonkeyPatch) -> List[Tuple[str, int]]:
+def _fake_training(monkeypatch: pytest.MonkeyPatch, fake_per_query: Callable[..., dict]) -> List[Tuple[str, int]]:
     """Replace data preparation, config loading and training by instant fakes; returns the runs made."""
     made: List[Tuple[str, int]] = []
 
@@ -67,7 +67,8 @@ def _fake_training(monkeypatch: pytest.MonkeyPatch) -> List[Tuple[str, int]]:
     def train_one(cfg: Any, run_dir: Path, progress: bool) -> Tuple[dict, bool]:
         made.append((cfg["similarity.name"], int(cfg["train.seed"])))
         metrics = {k: 10.0 for k in ("rsum", "i2t_R@1", "i2t_R@5", "i2t_R@10", "t2i_R@1", "t2i_R@5", "t2i_R@10")}
-        res = {"val": metrics, "test": metrics, "params": 0, "train_seconds": 0.5, "score_seconds": 0.001}
+        res = {"val": metrics, "test": metrics, "params": 0, "train_seconds": 0.5, "score_seconds": 0.001,
+               "test_per_query": fake_per_query(cfg["similarity.name"], int(cfg["train.seed"]))}
         return res, cfg["similarity.name"] == "cosine"
 
     monkeypatch.setattr("gssf.data.prepare.prepare_many", lambda names: None)
@@ -78,9 +79,9 @@ def _fake_training(monkeypatch: pytest.MonkeyPatch) -> List[Tuple[str, int]]:
 
 @pytest.mark.parametrize("terminal", [False, True])
 def test_run_demo_logs_one_line_per_finished_run(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, terminal: bool
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, terminal: bool, per_query_fake: Callable[..., dict]
 ) -> None:
-    made = _fake_training(monkeypatch)
+    made = _fake_training(monkeypatch, per_query_fake)
     stderr = FakeTerminal() if terminal else io.StringIO()
     monkeypatch.setattr(sys, "stderr", stderr)
     lines: List[str] = []

@@ -9,11 +9,12 @@ from typing import Callable
 
 import numpy as np
 import pytest
+from matplotlib.collections import PathCollection
 from PIL import Image
 
 from gssf.demo import figures
 from gssf.errors import BadImageError
-from gssf.demo.report import format_table, mean_std, summarize, write_report
+from gssf.demo.report import format_learned, format_statistics, format_table, mean_std, summarize, write_report
 
 
 def fake_report() -> dict:
@@ -102,3 +103,126 @@ def test_figures_render(tmp_path: Path) -> None:
     ex = [{"caption": "a red square", "images": imgs, "correct": [False, True, False], "rank": 2}]
     p = figures.retrieval_examples(ex, tmp_path / "ex.png", title="top-3")
     assert Image.open(p).size[1] > 100
+
+
+# --------------------------------------------------------------------------- statistics, learned parameters
+def _entry(mean: float, delta: float, lo: float, hi: float) -> dict:
+    return {"mean": mean, "std": 1.0, "ci_low": mean - 2, "ci_high": mean + 2, "per_seed": [mean - 1, mean, mean + 1],
+            "delta": delta, "delta_ci_low": lo, "delta_ci_high": hi,
+            "delta_per_seed": [delta - 0.5, delta, delta + 0.5],
+            "excludes_zero": lo > 0 or hi < 0, "n_boot": 100, "ci": 0.95}
+
+
+def report_with_statistics() -> dict:
+    rep = fake_report()
+    rep["statistics"] = {"tux": {
+        "cosine": {"rsum": _entry(60.0, 0.0, 0.0, 0.0), "i2t_R@1": _entry(11.0, 0.0, 0.0, 0.0)},
+        "gssf": {"rsum": _entry(72.0, 12.0, 9.5, 14.25), "i2t_R@1": _entry(13.0, 2.0, -0.5, 4.0)},
+    }}
+    for run in rep["tasks"]["tux"]["gssf"]:
+        run["learned"] = {"norm_M_minus_I": 0.0123, "diagonal_of": "w", "diagonal_min": 0.981, "diagonal_max": 1.042,
+                          "diagonal_std": 0.0071, "max_abs_block": 0.00385, "source": "weight_matrix()"}
+    for run in rep["tasks"]["tux"]["cosine"]:
+        run["learned"] = None
+    rep["meta"].update(command="gssf demo --tasks tux --seeds 0 1 2", git_commit="0123abc", config_sha256="feed42")
+    return rep
+
+
+def test_statistics_and_learned_parameters_in_the_text_report() -> None:
+    text = format_statistics(report_with_statistics())
+    assert "Paired difference to cosine, test split: Δ [95% CI]; † where the CI excludes 0" in text
+    gssf = next(line for line in text.splitlines() if line.startswith("gssf") and "[" in line)
+    assert "+12.0 [+9.5, +14.2]†" in gssf and "+2.0 [−0.5, +4.0]" in gssf and "+4.0]†" not in gssf
+    assert "Test rsum seed by seed (seeds 0, 1, 2)" in text
+    detail = [line for line in text.splitlines() if line.startswith("gssf")][-1]
+    assert "72.0 ± 1.0" in detail and "[70.0, 74.0]" in detail and "71.0, 72.0, 73.0" in detail
+    assert "+11.5, +12.0, +12.5" in detail
+    learned = format_learned(report_with_statistics())
+    row = next(line for line in learned.splitlines() if line.startswith("gssf"))
+    assert row.split() == ["gssf", "0.0123", "w", "0.981", "1.042", "0.0071", "0.00385", "weight_matrix()"]
+    assert "seed-0 checkpoint" in learned and not any(line.startswith("cosine") for line in learned.splitlines())
+
+
+def test_html_report_shows_cis_marks_learned_parameters_and_provenance(tmp_path: Path) -> None:
+    paths = write_report(report_with_statistics(), tmp_path)
+    page = paths["html"].read_text()
+    assert "<td class=sig>+12.0<br>[+9.5, +14.2]†</td>" in page and "<td>+2.0<br>[−0.5, +4.0]</td>" in page
+    assert "<th>||M - I||_2</th>" in page and "<td>0.0123</td>" in page and "<td>0.00385</td>" in page
+    assert "git commit: 0123abc" in page and "config SHA-256: feed42" in page
+    assert "command: gssf demo --tasks tux --seeds 0 1 2" in page
+    text = paths["txt"].read_text()
+    assert "git commit: 0123abc" in text and "+12.0 [+9.5, +14.2]†" in text and "0.00385" in text
+
+
+# --------------------------------------------------------------------------- figures, inspected before saving
+@pytest.fixture
+def drawn(monkeypatch: pytest.MonkeyPatch) -> list:
+    """The matplotlib figures the next figure functions draw (still saved as usual)."""
+    figs: list = []
+    save = figures._save
+
+    def keep(fig, path):
+        figs.append(fig)
+        return save(fig, path)
+
+    monkeypatch.setattr(figures, "_save", keep)
+    return figs
+
+
+def test_metric_panels_include_rsum_show_every_seed_and_zoom_only_where_needed(tmp_path: Path, drawn: list) -> None:
+    rep = fake_report()
+    figures.recall_bars(rep, "tux", tmp_path / "bars.png")
+    panels = [ax for ax in drawn[0].axes if ax.get_visible() and ax.axison]
+    titles = [ax.get_title() for ax in panels]
+    assert [t.split()[0] for t in titles] == ["rsum", "i2t_R@1", "i2t_R@5", "i2t_R@10", "t2i_R@1", "t2i_R@5",
+                                               "t2i_R@10"]
+    rsum = panels[0]
+    points = np.concatenate([c.get_offsets() for c in rsum.collections if isinstance(c, PathCollection)])
+    expected = sorted(r["test"]["rsum"] for runs in rep["tasks"]["tux"].values() for r in runs)
+    assert sorted(points[:, 1].tolist()) == pytest.approx(expected)  # one point per seed and member
+    # rsum 120-148: starting at 0 would squash the differences
+    assert titles[0] == "rsum  (axis not from 0)" and rsum.get_ylim()[0] > 100
+
+
+def test_zoomed_limits_rule() -> None:
+    lo, hi, zoomed = figures._zoomed_limits([200.0, 207.0, 212.0])
+    assert zoomed and 190 < lo < 200 and 212 < hi < 220
+    assert figures._zoomed_limits([1.0, 30.0])[2] is False
+    assert figures._zoomed_limits([-2.0, 1.0])[2] is False
+
+
+def test_paired_difference_plot_has_a_zero_line_cis_and_marks(tmp_path: Path, drawn: list) -> None:
+    stats = report_with_statistics()["statistics"]["tux"]
+    figures.paired_differences(stats, tmp_path / "delta.png", title="tux")
+    rsum, r1 = [ax for ax in drawn[0].axes if ax.axison]
+    assert rsum.get_title() == "Δ rsum vs cosine" and [t.get_text() for t in rsum.get_yticklabels()] == ["gssf"]
+    assert any(tuple(line.get_xdata()) == (0.0, 0.0) for line in rsum.lines)  # the zero line
+    assert [t.get_text() for t in rsum.texts] == ["†"] and len(r1.texts) == 0  # only rsum's CI excludes 0
+    caps = sorted({round(float(x), 6) for line in rsum.lines for x in np.atleast_1d(line.get_xdata())} - {0.0})
+    assert 9.5 in caps and 14.25 in caps  # the CI's ends
+    assert Image.open(tmp_path / "delta.png").size[0] > 400
+
+
+def test_side_by_side_galleries_in_both_directions(tmp_path: Path, drawn: list) -> None:
+    imgs = []
+    for i in range(3):
+        path = tmp_path / f"im{i}.png"
+        Image.new("RGBA", (20, 20), (80 * i, 0, 0, 255)).save(path)
+        imgs.append(str(path))
+    t2i = [{"query": "a red square", "truth": imgs[1], "results": {
+        "cosine": {"items": imgs, "correct": [False, True, False], "rank": 2},
+        "gssf": {"items": imgs[::-1], "correct": [False, True, False], "rank": 2}}}]
+    figures.retrieval_side_by_side(t2i, tmp_path / "t2i.png", kind="images", title="t2i")
+    assert len(drawn[-1].axes) == 1 + 2 * 3  # the correct image, then three results per member
+    labels = [ax.get_ylabel() for ax in drawn[-1].axes if ax.get_ylabel()]
+    assert labels == ["cosine\nrank 2", "gssf\nrank 2"] and drawn[-1].axes[0].get_title() == "“a red square”"
+    i2t = [{"query": imgs[0], "truth": "a square", "results": {
+        "cosine": {"items": ["a circle", "a square"], "correct": [False, True], "rank": 2},
+        "gssf": {"items": ["a square", "a circle"], "correct": [True, False], "rank": 1}}}]
+    figures.retrieval_side_by_side(i2t, tmp_path / "i2t.png", kind="captions")
+    texts = [(t.get_text(), t.get_color()) for ax in drawn[-1].axes for t in ax.texts]
+    assert texts == [("#1 a circle", "black"), ("#2 ✓ a square", "green"), ("#1 ✓ a square", "green"),
+                     ("#2 a circle", "black")]
+    assert "correct: “a square”" in drawn[-1].axes[0].get_xlabel()
+    with pytest.raises(ValueError, match="kind must be 'images' or 'captions'"):
+        figures.retrieval_side_by_side(i2t, tmp_path / "x.png", kind="videos")

@@ -8,6 +8,7 @@ from typing import Callable
 import pytest
 
 from gssf.cli.main import main
+from gssf.stats import read_summary
 
 pytestmark = pytest.mark.slow
 
@@ -34,11 +35,28 @@ def test_demo_writes_report_and_reuses_finished_runs(
         assert run["test"]["rsum"] > 10 * 6 * 0.44  # far above chance (R@K chance ~ K/229)
     page = (out / "report.html").read_text()
     figs = sorted(p.name for p in (out / "figures").glob("*.png"))
-    assert figs == ["tux_gssf_learned_matrix.png", "tux_test_metrics.png", "tux_text_to_image_examples.png",
+    assert figs == ["tux_gssf_learned_matrix.png", "tux_image_to_text_examples.png",
+                    "tux_paired_difference_vs_cosine.png", "tux_test_metrics.png", "tux_text_to_image_examples.png",
                     "tux_training_curves.png"]
     assert all(f"title='figures/{f}'" in page for f in figs)
     assert images_show(out / "report.html") == len(figs)  # embedded, so they show wherever the page goes
     assert "task tux (test split, mean ± std over 1 seeds)" in (out / "report.txt").read_text()
+    # statistics from the runs' per-query values: the CI of the mean and the paired difference to cosine
+    stats = report["statistics"]["tux"]
+    for sim, runs in report["tasks"]["tux"].items():
+        assert stats[sim]["rsum"]["mean"] == pytest.approx(runs[0]["test"]["rsum"], abs=1e-9)
+        assert stats[sim]["rsum"]["ci_low"] < stats[sim]["rsum"]["mean"] < stats[sim]["rsum"]["ci_high"]
+    delta = report["tasks"]["tux"]["gssf"][0]["test"]["rsum"] - report["tasks"]["tux"]["cosine"][0]["test"]["rsum"]
+    assert stats["gssf"]["rsum"]["delta"] == pytest.approx(delta, abs=1e-9)
+    summary = read_summary(out / "summary.json")
+    assert summary["command"] == "gssf demo --tasks tux --seeds 0 --similarities cosine gssf --set train.epochs=2"
+    assert len(summary["rows"]) == 2 * 7 and {r["dataset"] for r in summary["rows"]} == {"tux"}
+    # the learned parameters of the seed-0 checkpoint: gssf moved off cosine, cosine has none
+    learned = report["tasks"]["tux"]["gssf"][0]["learned"]
+    assert report["tasks"]["tux"]["cosine"][0]["learned"] is None and learned["norm_M_minus_I"] > 0
+    assert learned["diagonal_min"] < 1 < learned["diagonal_max"] and learned["max_abs_block"] > 0
+    assert report["meta"]["git_commit"] and len(report["meta"]["config_sha256"]) == 64
+    assert f"config SHA-256: {report['meta']['config_sha256']}" in page
     capsys.readouterr()
     # a second call finds both runs finished with the same config and does not retrain
     assert main(argv) == 0

@@ -7,11 +7,16 @@ from pathlib import Path
 from gssf.cli.common import require_train_extra
 from gssf.utils.optional import require
 
+# The demo's default seeds (gssf.demo.run.DEFAULT_SEEDS), repeated so that `gssf --help` needs no torch
+# (tests/demo check that the two agree).
+_DEFAULT_SEEDS = (0, 1, 2, 3, 4)
+
 
 def _run(args: argparse.Namespace) -> int:
     require_train_extra("gssf demo")
     require("PIL", "data", "gssf demo")  # the demo's datasets are images
     from gssf.demo import DEFAULT_TASKS, DEMO_TASKS, run_demo
+    from gssf.demo.run import command_line
 
     if args.ablation:
         from gssf.demo.ablation import run_ablation
@@ -23,6 +28,8 @@ def _run(args: argparse.Namespace) -> int:
     overrides = list(args.set or [])
     if args.epochs is not None:
         overrides.append(f"train.epochs={args.epochs}")
+    # summary.json names the command: every option that changes the numbers, 'all' kept as typed
+    command = command_line(["all"] if args.tasks == ["all"] else tasks, args.seeds, args.similarities, overrides)
     run_demo(
         tasks=tasks,
         seeds=args.seeds,
@@ -31,6 +38,8 @@ def _run(args: argparse.Namespace) -> int:
         overrides=overrides,
         progress=not args.no_progress,
         figures=not args.no_figures,
+        command=command,
+        publish=None if args.publish is None else Path(args.publish),
     )
     return 0
 
@@ -41,17 +50,23 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> ar
         help="compare cosine, GSSF and the rest on real data; writes runs/demo/report.html",
         description="Prepare the data, train every similarity of each task on identical splits, features and "
         "seeds, evaluate the validation-selected checkpoint on the test split, and write report.json/.txt/.html "
-        "with figures. Finished runs are reused, interrupted ones resumed.",
+        "with figures and summary.json (mean ± std over seeds, 95% bootstrap CIs, paired differences to cosine). "
+        "Finished runs are reused, interrupted ones resumed.",
     )
     p.add_argument("--tasks", nargs="+", metavar="TASK",
                    help="tasks to run (default: tux); 'all' runs every registered task")
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="seeds (default 0 1 2)")
-    p.add_argument("--similarities", nargs="+", metavar="NAME", help="restrict the compared similarities")
+    p.add_argument("--seeds", nargs="+", type=int, default=list(_DEFAULT_SEEDS),
+                   help=f"seeds (default {' '.join(map(str, _DEFAULT_SEEDS))})")
+    p.add_argument("--similarities", nargs="+", metavar="NAME",
+                   help="restrict the compared similarities (cosine, the baseline of the differences, always runs)")
     p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
     p.add_argument("--epochs", type=int, help="override train.epochs of every run")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override applied to every run")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
+    p.add_argument("--publish", nargs="?", const="docs", metavar="DOCS",
+                   help="also write DOCS/results/summary.json and regenerate the marked section of DOCS/results.md "
+                   "(default DOCS: docs); e.g. gssf demo --tasks all --publish")
     p.add_argument("--ablation", metavar="PRESET",
                    help="instead of the demo, tune on the validation split of PRESET (e.g. tux)")
     p.set_defaults(func=_run)

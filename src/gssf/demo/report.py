@@ -3,10 +3,15 @@
 ``report.json`` has the shape::
 
     {"tasks": {TASK: {SIMILARITY: [{"seed": int, "val": {...}, "test": {...},
-                                     "params": int, "train_seconds": float, ...}, ...]}},
-     "meta": {...}}
+                                     "params": int, "train_seconds": float,
+                                     "learned": {...} or None, ...}, ...]}},
+     "statistics": {TASK: {SIMILARITY: {METRIC: {"mean", "std", "ci_low", "ci_high",
+                                                 "delta", "delta_ci_low", ...}}}},
+     "meta": {"command", "git_commit", "config_sha256", ...}}
 
-where the metric dicts use the evaluator's keys (``rsum``, ``i2t_R@1``, ``mAP``, ...).
+where the metric dicts use the evaluator's keys (``rsum``, ``i2t_R@1``, ``mAP``, ...),
+``statistics`` is :func:`gssf.demo.statistics.task_statistics` per task and ``learned``
+is :func:`gssf.demo.statistics.learned_parameters` of the run's similarity.
 """
 from __future__ import annotations
 
@@ -15,12 +20,13 @@ import html
 import math
 import mimetypes
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from gssf.errors import BadImageError
 from gssf.utils.io import atomic_write_json, atomic_write_text
 
-__all__ = ["TASK_METRICS", "summarize", "format_table", "write_report", "mean_std"]
+__all__ = ["TASK_METRICS", "summarize", "format_table", "format_statistics", "format_learned", "write_report",
+           "mean_std"]
 
 #: Metrics shown per task type, the first one being the task's main metric.
 TASK_METRICS: Dict[str, List[str]] = {
@@ -119,6 +125,121 @@ def _html_table(report: Mapping[str, Any], task: str, split: str) -> str:
     )
 
 
+# --------------------------------------------------------------------------- statistics and learned parameters
+#: Marks a difference whose confidence interval excludes 0.
+SIGNIFICANT = "†"
+_Table = Tuple[str, List[str], List[List[str]]]  # (title, header, rows of cells)
+
+
+def _signed(v: float, digits: int = 1) -> str:
+    return f"{v:+.{digits}f}".replace("-", "−")
+
+
+def _delta_cell(entry: Mapping[str, Any]) -> str:
+    mark = SIGNIFICANT if entry["excludes_zero"] else ""
+    return f"{_signed(entry['delta'])} [{_signed(entry['delta_ci_low'])}, {_signed(entry['delta_ci_high'])}]{mark}"
+
+
+def _statistics_tables(report: Mapping[str, Any], task: str) -> List[_Table]:
+    """The paired differences of every metric, then the main metric seed by seed."""
+    stats = report.get("statistics", {}).get(task) or {}
+    if not stats:
+        return []
+    metrics = list(next(iter(stats.values())))
+    main = metrics[0]
+    level = round(100 * next(iter(stats.values()))[main]["ci"])
+    others = [s for s in stats if s != "cosine"]
+    deltas = [[sim] + [_delta_cell(stats[sim][m]) for m in metrics] for sim in others]
+    seeds = [r["seed"] for r in next(iter(report["tasks"][task].values()))]
+    detail = []
+    for sim, by_metric in stats.items():
+        e = by_metric[main]
+        per_seed = ", ".join(f"{v:.1f}" for v in e["per_seed"])
+        delta_seed = "—" if sim == "cosine" else ", ".join(_signed(v) for v in e["delta_per_seed"])
+        detail.append([sim, f"{e['mean']:.1f} ± {e['std']:.1f}", f"[{e['ci_low']:.1f}, {e['ci_high']:.1f}]", per_seed,
+                       "—" if sim == "cosine" else _delta_cell(e), delta_seed])
+    return [
+        (f"Paired difference to cosine, test split: Δ [{level}% CI]; {SIGNIFICANT} where the CI excludes 0",
+         ["similarity", *metrics], deltas),
+        (f"Test {main} seed by seed (seeds {', '.join(map(str, seeds))})",
+         ["similarity", "mean ± std", f"{level}% CI", "per seed", "Δ vs cosine", "Δ per seed"], detail),
+    ]
+
+
+def _learned_table(report: Mapping[str, Any], task: str) -> List[_Table]:
+    """``||M - I||_2``, diagonal spread and largest block entry of the first seed's learnable members."""
+    rows, seed = [], None
+    for sim, runs in report["tasks"][task].items():
+        learned = runs[0].get("learned") if runs else None
+        if not learned:
+            continue
+        seed = runs[0]["seed"]
+        block = learned["max_abs_block"]
+        rows.append([sim, f"{learned['norm_M_minus_I']:.3g}", learned["diagonal_of"], f"{learned['diagonal_min']:.3f}",
+                     f"{learned['diagonal_max']:.3f}", f"{learned['diagonal_std']:.3g}",
+                     "—" if block is None else f"{block:.3g}", learned["source"]])
+    if not rows:
+        return []
+    title = (f"Learned parameters of the seed-{seed} checkpoint (validation-selected): how far each member moved "
+             "from cosine (M = I, w = 1, no block entries)")
+    return [(title, ["similarity", "||M - I||_2", "diagonal", "min", "max", "std", "max |block entry|", "from"], rows)]
+
+
+def _text_tables(tables: Sequence[_Table]) -> List[str]:
+    lines: List[str] = []
+    for title, header, rows in tables:
+        widths = [max(len(c) for c in col) for col in zip(header, *rows)]
+        lines.append(title)
+        for cells in (header, *rows):
+            lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))))
+        lines.append("")
+    return lines
+
+
+def _html_cell(cell: str) -> str:
+    """A cell; a value with its interval (``+1.2 [-0.3, +2.8]``) on two lines, so that wide tables fit the page."""
+    return "<br>[".join(html.escape(part) for part in cell.split(" [", 1))
+
+
+def _html_tables(tables: Sequence[_Table]) -> List[str]:
+    parts = []
+    for title, header, rows in tables:
+        head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+        body = "".join(
+            "<tr><th>" + html.escape(cells[0]) + "</th>"
+            + "".join(f"<td{' class=sig' if SIGNIFICANT in c else ''}>{_html_cell(c)}</td>" for c in cells[1:])
+            + "</tr>"
+            for cells in rows
+        )
+        parts.append(f"<h3>{html.escape(title)}</h3><table><tr>{head}</tr>{body}</table>")
+    return parts
+
+
+def format_statistics(report: Mapping[str, Any]) -> str:
+    """Per task: the paired differences to cosine with their CIs, and the main metric per seed."""
+    lines: List[str] = []
+    for task in report.get("statistics", {}):
+        lines.append(f"task {task}")
+        lines += _text_tables(_statistics_tables(report, task))
+    return "\n".join(lines)
+
+
+def format_learned(report: Mapping[str, Any]) -> str:
+    """Per task: how far each learnable member moved from cosine (see :func:`_learned_table`)."""
+    lines: List[str] = []
+    for task in report["tasks"]:
+        tables = _learned_table(report, task)
+        if tables:
+            lines.append(f"task {task}")
+            lines += _text_tables(tables)
+    return "\n".join(lines)
+
+
+def _provenance(meta: Mapping[str, Any]) -> List[str]:
+    keys = (("command", "command"), ("git_commit", "git commit"), ("config_sha256", "config SHA-256"))
+    return [f"{label}: {meta[k]}" for k, label in keys if meta.get(k)]
+
+
 def _figure_html(fig: Path, out_dir: Path) -> str:
     """A ``<figure>`` whose image is embedded as a ``data:`` URI.
 
@@ -156,18 +277,24 @@ def write_report(
         "body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}",
         "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;",
         "text-align:right}th{background:#f4f4f4}td.best{font-weight:bold;background:#e8f5e9}",
+        "td{white-space:nowrap}td.sig{font-weight:bold;background:#fff3e0}",
         "img{max-width:100%;border:1px solid #ddd;margin:.5em 0}.note{color:#555}</style></head><body>",
         "<h1>gssf demo: GSSF against cosine and its cousins</h1>",
         f"<p class=note>{html.escape(str(report.get('meta', {}).get('description', '')))}</p>",
     ]
+    provenance = _provenance(report.get("meta", {}))
+    if provenance:
+        parts.append("<p class=note>" + "<br>".join(html.escape(line) for line in provenance) + "</p>")
     for task in report["tasks"]:
         parts.append(f"<h2>Task <code>{html.escape(task)}</code></h2>")
         if task in notes:
             parts.append(f"<p class=note>{html.escape(notes[task])}</p>")
         parts.append("<h3>Test split (mean ± std over seeds)</h3>")
         parts.append(_html_table(report, task, "test"))
+        parts.extend(_html_tables(_statistics_tables(report, task)))
         parts.append("<h3>Validation split (model selection)</h3>")
         parts.append(_html_table(report, task, "val"))
+        parts.extend(_html_tables(_learned_table(report, task)))
         parts.extend(_figure_html(fig, out_dir) for fig in figures.get(task, []))
     meta = report.get("meta", {})
     if meta:
@@ -179,6 +306,8 @@ def write_report(
     # The page is built (figures read) before anything is written: a bad figure leaves no partial report.
     return {
         "json": atomic_write_json(out_dir / "report.json", report),
-        "txt": atomic_write_text(out_dir / "report.txt", format_table(report)),
+        "txt": atomic_write_text(out_dir / "report.txt", "\n".join(
+            [format_table(report), format_statistics(report), format_learned(report),
+             *_provenance(report.get("meta", {}))]) + "\n"),
         "html": atomic_write_text(out_dir / "report.html", "\n".join(parts)),
     }

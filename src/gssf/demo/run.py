@@ -3,13 +3,17 @@
 For each task, every similarity is trained with identical data, features, splits,
 hyper-parameters and seeds (only ``similarity.name`` differs), the checkpoint with the
 best validation metric is evaluated on the test split, and a report is written:
-``report.json``, ``report.txt``, ``report.html`` and PNG figures under ``figures/``.
+``report.json``, ``report.txt``, ``report.html`` (figures embedded; PNG files under
+``figures/``) and ``summary.json`` (:func:`gssf.stats.write_summary`: for every task,
+metric and member the mean ± std over seeds, its 95% CI and the paired difference to
+cosine with its 95% CI, from a bootstrap over seeds and test queries).
 
 Runs are resumable: a run whose ``results.json`` exists with the same resolved config is
 reused, one cut short continues from its last checkpoint.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -21,7 +25,7 @@ import torch
 from gssf.demo.progress import RunProgress
 from gssf.utils.io import atomic_write_json
 
-__all__ = ["DemoTask", "DEMO_TASKS", "DEFAULT_TASKS", "run_demo"]
+__all__ = ["DemoTask", "DEMO_TASKS", "DEFAULT_TASKS", "DEFAULT_SEEDS", "run_demo"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,10 @@ DEMO_TASKS: Dict[str, DemoTask] = {
         description="Tux Paint stamps: image <-> English caption retrieval (EfficientNet-Lite0 224 px and "
         "all-MiniLM-L6-v2 features, linear heads to 256-d, InfoNCE)",
         main_metric="rsum",
+        # One thread: the heads are small, and on a shared 2-core machine two threads spin against other
+        # processes. Measured at load ~5 (30 runs): 7.2 min with one thread, 17.0 min with two, and the
+        # same metrics in every run.
+        overrides=("train.num_threads=1",),
     ),
     # gssf_dynamic is left out of the uni-modal tasks: it runs an MLP per scored pair (about
     # 0.04 M pairs/s at 256-d on 2 cores), so identity cross-entropy over ~1,100 proxies costs
@@ -83,6 +91,8 @@ DEMO_TASKS: Dict[str, DemoTask] = {
     ),
 }
 DEFAULT_TASKS = ("tux",)
+#: Five seeds: the fewest the statistics of issue 10 accept (30 Tux runs fit in the 10-minute budget).
+DEFAULT_SEEDS = (0, 1, 2, 3, 4)
 
 
 def register_demo_task(task: DemoTask) -> DemoTask:
@@ -131,8 +141,19 @@ def _curve(history: Sequence[Mapping[str, Any]], metric: str) -> List[Dict[str, 
     return rows
 
 
+def _config_sha256(key: Mapping[str, Any]) -> str:
+    """SHA-256 of a resolved config (its canonical JSON: sorted keys, no spaces)."""
+    return hashlib.sha256(json.dumps(key, sort_keys=True, separators=(",", ":")).encode("utf-8")).hexdigest()
+
+
 def _train_one(cfg: Any, run_dir: Path, progress: bool) -> Tuple[Dict[str, Any], bool]:
-    """Train (or resume) one run; returns its results and whether a finished run was reused."""
+    """Train (or resume) one run; returns its results and whether a finished run was reused.
+
+    The results gain ``score_seconds``, ``dataset``, ``config_sha256``, ``learned`` (see
+    :func:`gssf.demo.statistics.learned_parameters`) and ``test_per_query`` (the run's
+    per-query test values, which the statistics need and ``report.json`` leaves out).
+    """
+    from gssf.demo.statistics import PER_QUERY_FILE, learned_parameters, load_per_query
     from gssf.train import load_model, run
 
     key = _config_key(cfg)
@@ -140,6 +161,8 @@ def _train_one(cfg: Any, run_dir: Path, progress: bool) -> Tuple[Dict[str, Any],
     key_file, results_file = run_dir.with_name(f"{run_dir.name}.demo.json"), run_dir / "results.json"
     same = key_file.exists() and json.loads(key_file.read_text()) == key
     reused = same and results_file.exists()
+    if reused and not (run_dir / PER_QUERY_FILE).exists():
+        _backfill_per_query(run_dir, cfg.data.test_split)  # finished by a trainer that did not write them
     if reused:
         results = json.loads(results_file.read_text())
     else:
@@ -152,7 +175,33 @@ def _train_one(cfg: Any, run_dir: Path, progress: bool) -> Tuple[Dict[str, Any],
         results = run(cfg, run_dir, progress=progress, resume=resume, quiet=True)
     model, task, _ = load_model(run_dir)
     results["score_seconds"] = _score_seconds(model, task, cfg.data.test_split)
+    results["dataset"] = cfg.data.dataset
+    results["config_sha256"] = _config_sha256(key)
+    results["learned"] = learned_parameters(model.similarity)
+    results["test_per_query"] = load_per_query(run_dir)
     return results, reused
+
+
+def _backfill_per_query(run_dir: Path, split: str) -> None:
+    """Write the per-query test values of a finished run that lacks them (its ``results.json`` stays).
+
+    The checkpoint the trainer tested (``best``, else ``last``) is evaluated again on ``split``:
+    the same model on the same queries, so the values go with the run's test metrics.
+    """
+    from gssf.demo.statistics import PER_QUERY_FILE
+    from gssf.train import load_model
+    from gssf.train.trainer import _jsonable  # the trainer's own conversion of the evaluation output
+
+    model, task, _ = load_model(run_dir)
+    with torch.no_grad():
+        test = _jsonable(task.evaluate(model, split, per_query=True))
+    per_query = {k: test[k] for k in ("per_query", "rerank_per_query") if k in test}
+    atomic_write_json(run_dir / PER_QUERY_FILE, {"split": split, **per_query})
+
+
+#: What a run contributes to ``report.json`` (``test_per_query`` stays in the run folder).
+_RUN_KEYS = ("val", "test", "params", "train_seconds", "score_seconds", "best_epoch", "dataset", "config_sha256",
+             "learned")
 
 
 def _run_task(
@@ -165,12 +214,17 @@ def _run_task(
     bar: RunProgress,
     report: Dict[str, Any],
     histories: Dict[str, Dict[str, List[List[Dict[str, Any]]]]],
-) -> None:
-    """Every (similarity, seed) run of one task, into ``report`` and ``histories``; one line per finished run."""
+) -> Dict[str, List[Dict[str, Any]]]:
+    """Every (similarity, seed) run of one task, into ``report`` and ``histories``; one line per finished run.
+
+    Returns ``{similarity: [evaluation dict per seed]}``: the test metrics with their
+    per-query values, as :func:`gssf.demo.statistics.task_statistics` takes them.
+    """
     from gssf.train import load_config
 
     report["tasks"][task.name] = {}
     histories[task.name] = {}
+    evaluations: Dict[str, List[Dict[str, Any]]] = {}
     m = task.main_metric
     for sim in sims:
         runs = []
@@ -182,90 +236,133 @@ def _run_task(
             bar.start(f"{task.name} {sim} seed {seed}")
             run_dir = out_dir / task.name / sim / f"seed{seed}"
             res, reused = _train_one(cfg, run_dir, progress)
-            runs.append(
-                {
-                    "seed": seed,
-                    "val": res["val"],
-                    "test": res["test"],
-                    "params": res["params"],
-                    "train_seconds": res["train_seconds"],
-                    "score_seconds": res["score_seconds"],
-                    "best_epoch": res.get("best_epoch"),
-                }
-            )
+            runs.append({"seed": seed, **{k: res.get(k) for k in _RUN_KEYS}})
+            evaluations.setdefault(sim, []).append({**res["test"], **res["test_per_query"]})
             histories[task.name].setdefault(sim, []).append(_curve(res.get("history", []), m))
             how = f"reused {run_dir}" if reused else f"{res['train_seconds']:.1f} s"
             scores = f"val {m} {res['val'][m]:.2f}  test {m} {res['test'][m]:.2f}"
             bar.done(f"[{task.name}] {sim} seed {seed}: {scores}  ({how})")
         report["tasks"][task.name][sim] = runs
+    return evaluations
+
+
+def _git_commit() -> str:
+    """The commit of the gssf source that ran (``-dirty`` with uncommitted changes), or ``unknown``."""
+    from gssf.stats import _git_commit as commit_of
+
+    return commit_of(Path(__file__).resolve().parent)
+
+
+def command_line(tasks: Sequence[str], seeds: Sequence[int], similarities: Optional[Sequence[str]] = None,
+                 overrides: Sequence[str] = ()) -> str:
+    """The ``gssf demo`` command that reproduces a report's numbers (every option that changes them)."""
+    import shlex
+
+    parts = ["gssf", "demo", "--tasks", *tasks, "--seeds", *(str(s) for s in seeds)]
+    if similarities:
+        parts += ["--similarities", *similarities]
+    for o in overrides:
+        parts += ["--set", o]
+    return shlex.join(parts)
 
 
 def run_demo(
     tasks: Sequence[str] = DEFAULT_TASKS,
-    seeds: Sequence[int] = (0, 1, 2),
+    seeds: Sequence[int] = DEFAULT_SEEDS,
     similarities: Optional[Sequence[str]] = None,
     out_dir: Path = Path("runs/demo"),
     overrides: Sequence[str] = (),
     progress: bool = True,
     figures: bool = True,
     log: Callable[[str], None] = print,
+    command: Optional[str] = None,
+    publish: Optional[Path] = None,
+    n_boot: int = 2000,
 ) -> Dict[str, Any]:
     """Train, evaluate and report every (task, similarity, seed); returns the report dict.
 
     ``overrides`` are ``section.key=value`` strings applied to every run (e.g.
-    ``train.epochs=5``); ``similarities`` restricts each task's list.
+    ``train.epochs=5``); ``similarities`` restricts each task's list (``cosine``, the
+    baseline of the paired differences, is always kept). ``command`` is recorded in
+    ``summary.json`` (default: :func:`command_line` of the arguments). ``publish``: a docs
+    folder whose ``results/summary.json`` and the generated section of ``results.md``
+    are rewritten from this run (:func:`gssf.demo.publish.publish_summary`); it is
+    checked before anything is trained. ``n_boot``: bootstrap replicates of every CI.
     """
     from gssf.data.prepare import prepare_many
+    from gssf.demo.publish import check_results_page, publish_summary
+    from gssf.demo.report import format_learned, format_statistics, format_table, task_metrics, write_report
+    from gssf.demo.statistics import BASELINE, summary_rows, task_statistics
+    from gssf.stats import write_summary
 
     unknown = [t for t in tasks if t not in DEMO_TASKS]
     if unknown:
         raise ValueError(f"unknown demo task(s) {unknown}; choose from {sorted(DEMO_TASKS)}")
     if not seeds:
         raise ValueError("at least one seed is needed")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be distinct, got {list(seeds)}")
     out_dir = Path(out_dir)
+    if publish is not None:
+        check_results_page(Path(publish))
     plan = []  # checked before any data is prepared or run trained
     for tname in tasks:
         task = DEMO_TASKS[tname]
-        sims = [s for s in task.similarities if similarities is None or s in similarities]
-        if not sims:
-            raise ValueError(f"none of {list(similarities or [])} is compared on task {tname!r} ({list(task.similarities)})")
+        sims = [s for s in task.similarities if similarities is None or s in similarities or s == BASELINE]
+        if similarities is not None and not set(similarities) & set(task.similarities):
+            raise ValueError(f"none of {list(similarities)} is compared on task {tname!r} ({list(task.similarities)})")
         plan.append((task, sims))
     datasets = sorted({d for t in tasks for d in DEMO_TASKS[t].datasets})
     log(f"preparing data: {', '.join(datasets)}")
     prepare_many(datasets)
-    report: Dict[str, Any] = {"tasks": {}, "meta": {}}
+    report: Dict[str, Any] = {"tasks": {}, "statistics": {}, "meta": {}}
     histories: Dict[str, Dict[str, List[List[Dict[str, Any]]]]] = {}
     t_start = time.perf_counter()
     bar = RunProgress(sum(len(sims) for _, sims in plan) * len(seeds), "demo runs", log, enabled=progress)
     with bar:
         for task, sims in plan:
-            _run_task(task, sims, seeds, overrides, out_dir, progress, bar, report, histories)
+            evaluations = _run_task(task, sims, seeds, overrides, out_dir, progress, bar, report, histories)
+            metrics = task_metrics(report["tasks"][task.name])
+            report["statistics"][task.name] = task_statistics(evaluations, metrics, n_boot=n_boot)
+    hashes = [r["config_sha256"] or "" for by_sim in report["tasks"].values() for runs in by_sim.values() for r in runs]
     report["meta"] = {
         "description": "; ".join(DEMO_TASKS[t].description for t in tasks),
+        "command": command or command_line(tasks, seeds, similarities, overrides),
+        "git_commit": _git_commit(),
+        "config_sha256": hashlib.sha256("\n".join(hashes).encode("ascii")).hexdigest(),
         "seeds": list(seeds),
         "overrides": list(overrides),
         "selection": "checkpoint with the best validation metric; test evaluated once with it",
+        "statistics": f"95% percentile bootstrap over seeds and test queries together ({n_boot} replicates); "
+        f"differences to {BASELINE} paired (same seeds, queries and resampling)",
         "wall_seconds": round(time.perf_counter() - t_start, 1),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
     }
     atomic_write_json(out_dir / "histories.json", histories)
+    summary = write_summary(summary_rows(report), out_dir / "summary.json", command=report["meta"]["command"],
+                            git_commit=report["meta"]["git_commit"])
     fig_paths: Dict[str, List[Path]] = {}
     if figures:
         fig_paths = make_figures(report, histories, out_dir, seeds[0])
-    from gssf.demo.report import format_table, write_report
-
     write_report(report, out_dir, figures=fig_paths)
     log("")
     log(format_table(report))
+    log(format_statistics(report))
+    log(format_learned(report))
     log(f"report: {out_dir / 'report.html'}")
+    log(f"summary: {summary}")
+    if publish is not None:
+        for path in publish_summary(summary, Path(publish)).values():
+            log(f"published: {path}")
     return report
 
 
 def make_figures(
     report: Mapping[str, Any], histories: Mapping[str, Any], out_dir: Path, seed: int
 ) -> Dict[str, List[Path]]:
-    """Recall bars, training curves, the learned GSSF matrix and retrieval examples per task."""
+    """Per task: metric bars with per-seed points, paired differences to cosine, training curves,
+    the learned GSSF matrix and, for image-text tasks, cosine and GSSF retrievals side by side."""
     from gssf.demo import figures as F
     from gssf.train import load_model
 
@@ -273,13 +370,20 @@ def make_figures(
     fig_dir = out_dir / "figures"
     for tname, by_sim in report["tasks"].items():
         task = DEMO_TASKS[tname]
-        paths[tname] = [
-            F.recall_bars(report, tname, fig_dir / f"{tname}_test_metrics.png"),
-            F.training_curves(histories[tname], fig_dir / f"{tname}_training_curves.png", metric=task.main_metric),
-        ]
-        if "gssf" in by_sim:
-            run_dir = out_dir / tname / "gssf" / f"seed{seed}"
-            model, mtask, _ = load_model(run_dir)
+        paths[tname] = [F.recall_bars(report, tname, fig_dir / f"{tname}_test_metrics.png")]
+        stats = report.get("statistics", {}).get(tname)
+        if stats and len(stats) > 1:
+            paths[tname].append(F.paired_differences(
+                stats, fig_dir / f"{tname}_paired_difference_vs_cosine.png",
+                title=f"{tname}: test, paired difference to cosine (95% CI over seeds and queries)"))
+        paths[tname].append(
+            F.training_curves(histories[tname], fig_dir / f"{tname}_training_curves.png", metric=task.main_metric))
+        models = {}
+        for sim in ("cosine", "gssf"):
+            if sim in by_sim:
+                models[sim] = load_model(out_dir / tname / sim / f"seed{seed}")[:2]
+        if "gssf" in models:
+            model = models["gssf"][0]
             with torch.no_grad():
                 w = model.similarity.weight_matrix().cpu().numpy()
             paths[tname].append(
@@ -287,37 +391,82 @@ def make_figures(
                                  block_size=model.similarity.blocks.block_size,
                                  title=f"learned M = diag(w) + B of gssf ({tname}, seed {seed})")
             )
-            if hasattr(model, "encode_text"):
-                paths[tname].append(_retrieval_figure(model, mtask, fig_dir / f"{tname}_text_to_image_examples.png"))
+        if len(models) == 2 and hasattr(models["gssf"][0], "encode_text"):
+            for direction in ("t2i", "i2t"):
+                paths[tname].append(_retrieval_figure(models, direction, fig_dir, tname, seed))
     return paths
 
 
-def _retrieval_figure(model: torch.nn.Module, task: Any, path: Path, hits: int = 2, misses: int = 2,
-                      k: int = 5) -> Path:
-    """Top-k images for a few test captions: the first ``hits`` captions (in test order) whose
-    image is in the top-k and the first ``misses`` whose image is not, so both cases show."""
+_DIRECTIONS = {"t2i": "text_to_image", "i2t": "image_to_text"}
+
+
+def _retrieval_figure(models: Mapping[str, Tuple[torch.nn.Module, Any]], direction: str, fig_dir: Path,
+                      tname: str, seed: int, per_side: int = 2, k: int = 5) -> Path:
+    """Top-k results of cosine and gssf (seed-``seed`` checkpoints) side by side for the same test queries.
+
+    The queries shown: the first ``per_side`` (in test order) where gssf ranks the correct
+    item higher than cosine, then the first ``per_side`` where cosine does, so both cases
+    show; queries in test order fill up when there are fewer.
+    """
     from gssf.demo import figures as F
     from gssf.features import get_features
 
+    _, task = next(iter(models.values()))
     cfg = task.cfg
     split = cfg.data.test_split
     fs = get_features(cfg.data.dataset, split, image_encoder=cfg.data.image_encoder,
                       text_encoder=cfg.data.text_encoder, resolution=cfg.data.resolution, progress=False)
-    emb = _embeddings(model, task, split)
     txt2img = torch.as_tensor(fs.txt2img)
-    with torch.no_grad():
-        scores = model.similarity(emb["text"], emb["image"])
-    examples: Dict[bool, List[Dict[str, Any]]] = {True: [], False: []}
-    for j in range(len(txt2img)):
-        order = torch.argsort(scores[j], descending=True, stable=True)
-        truth = int(txt2img[j])
-        rank = int((order == truth).nonzero()[0, 0]) + 1
-        hit = rank <= k
-        if len(examples[hit]) < (hits if hit else misses):
-            top = order[:k].tolist()
-            examples[hit].append({"caption": str(fs.captions[j]), "images": [fs.image_paths[i] for i in top],
-                                  "correct": [i == truth for i in top], "rank": rank})
-    return F.retrieval_examples(
-        examples[True] + examples[False], path,
-        title=f"text -> image with gssf: top-{k} test images, first {hits} hits and first {misses} misses "
-        "in test order (correct image framed in green)")
+    ranked = {}
+    for sim, (model, mtask) in models.items():
+        emb = _embeddings(model, mtask, split)
+        with torch.no_grad():
+            scores = model.similarity(emb["text"], emb["image"])
+        if direction == "i2t":
+            scores = scores.T
+        ranked[sim] = torch.argsort(scores, dim=1, descending=True, stable=True)
+    # relevant[q, item]: whether gallery item is a correct answer to query q
+    relevant = txt2img[:, None] == torch.arange(len(fs.image))[None, :]
+    if direction == "i2t":
+        relevant = relevant.T
+    first = {sim: (relevant.gather(1, order).float().argmax(dim=1) + 1) for sim, order in ranked.items()}
+    valid = relevant.any(dim=1)  # a query without a correct item has no rank to compare
+    rows = []
+    gallery = fs.image_paths if direction == "t2i" else [str(c) for c in fs.captions]
+    for q in choose_queries(first["gssf"], first["cosine"], valid, k, per_side):
+        results = {}
+        for sim, order in ranked.items():
+            top = order[q, :k].tolist()
+            results[sim] = {"items": [gallery[i] for i in top], "correct": [bool(relevant[q, i]) for i in top],
+                            "rank": int(first[sim][q])}
+        query = str(fs.captions[q]) if direction == "t2i" else fs.image_paths[q]
+        truth = gallery[int(relevant[q].nonzero()[0, 0])]
+        rows.append({"query": query, "truth": truth, "results": results})
+    name = _DIRECTIONS[direction]
+    what = "text -> image" if direction == "t2i" else "image -> text"
+    mark = "framed in green" if direction == "t2i" else "in green"
+    return F.retrieval_side_by_side(
+        rows, fig_dir / f"{tname}_{name}_examples.png", kind="images" if direction == "t2i" else "captions",
+        title=f"{tname} {what}, cosine vs gssf (seed-{seed} checkpoints), top {k} (correct {mark}); the queries: "
+        f"the first {per_side} in test order where gssf ranks the correct item higher and either finds it in its "
+        f"top {k}, then the first {per_side} where cosine does")
+
+
+def choose_queries(rank_a: torch.Tensor, rank_b: torch.Tensor, valid: torch.Tensor, k: int, per_side: int
+                   ) -> List[int]:
+    """Queries for a side-by-side gallery of members ``a`` and ``b``, from their 1-based ranks ``(Q,)``.
+
+    The first ``per_side`` (in query order) where ``a`` ranks the correct item higher than
+    ``b``, then the first ``per_side`` where ``b`` does; within each, queries where either
+    member finds the item in its top ``k`` come first (a gallery of misses shows little).
+    Queries in order fill up to ``2 * per_side`` when the two rank too few differently.
+    Only ``valid`` queries (those with a correct item) are chosen.
+    """
+    near = valid & (torch.minimum(rank_a, rank_b) <= k)
+    chosen: List[int] = []
+    for better in (rank_a < rank_b, rank_b < rank_a):
+        picks = (near & better).nonzero().flatten().tolist()
+        picks += [q for q in (valid & better).nonzero().flatten().tolist() if q not in picks]
+        chosen += picks[:per_side]
+    rest = [q for q in valid.nonzero().flatten().tolist() if q not in chosen]
+    return chosen + rest[: max(0, 2 * per_side - len(chosen))]

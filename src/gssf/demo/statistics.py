@@ -1,0 +1,176 @@
+"""Statistics of the demo: confidence intervals, paired differences to cosine, learned parameters.
+
+For every task, member and reported metric, :func:`task_statistics` gives the mean ± std
+over seeds, the 95% percentile-bootstrap CI of the mean, and the paired difference to
+cosine (per seed and with its 95% CI), all from :mod:`gssf.stats`: the bootstrap
+resamples the seeds and the test queries together, identically for both members. The
+per-query values come from each run's ``test_per_query.json`` (written by the trainer).
+
+:func:`learned_parameters` measures how far a learnable member moved from cosine
+(``||M - I||_2``, the spread of its diagonal weights, its largest block entry), so that a
+member which "did not learn" shows as such. :func:`summary_rows` turns the statistics
+into the rows of ``summary.json`` (:func:`gssf.stats.write_summary`).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+import torch
+from torch import nn
+
+from gssf.errors import StatisticsError
+from gssf.stats import MemberSummary, PairedBootstrap, compare_runs, summarize_runs, summary_row
+
+__all__ = [
+    "BASELINE",
+    "PER_QUERY_FILE",
+    "load_per_query",
+    "task_statistics",
+    "learned_parameters",
+    "summary_rows",
+]
+
+#: The member every other one is compared with.
+BASELINE = "cosine"
+#: The trainer's file of per-query test values, inside each run folder.
+PER_QUERY_FILE = "test_per_query.json"
+_PER_QUERY_KEYS = ("per_query", "rerank_per_query")
+
+
+def load_per_query(run_dir: Path) -> Dict[str, Any]:
+    """``{"per_query": {...}, "rerank_per_query": {...}?}`` of a finished run (``split`` dropped).
+
+    Raises:
+        StatisticsError: the file is missing, not JSON, or has no ``per_query`` dict.
+    """
+    path = Path(run_dir) / PER_QUERY_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise StatisticsError(f"{path} is missing: the run has no per-query test values to bootstrap") from None
+    except (OSError, ValueError) as exc:
+        raise StatisticsError(f"cannot read the per-query test values {path}: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("per_query"), dict):
+        keys = sorted(data) if isinstance(data, dict) else "-"
+        raise StatisticsError(f"{path} has no 'per_query' dict (keys: {keys})")
+    return {k: data[k] for k in _PER_QUERY_KEYS if k in data}
+
+
+def _entry(member: MemberSummary, delta: PairedBootstrap) -> Dict[str, Any]:
+    return {
+        "mean": member.mean, "std": member.std, "ci_low": member.ci_low, "ci_high": member.ci_high,
+        "per_seed": list(member.per_seed), "delta": delta.delta, "delta_ci_low": delta.ci_low,
+        "delta_ci_high": delta.ci_high, "delta_per_seed": list(delta.per_seed),
+        "excludes_zero": delta.excludes_zero, "n_boot": member.n_boot, "ci": member.ci,
+    }
+
+
+def task_statistics(
+    evaluations: Mapping[str, Sequence[Mapping[str, Any]]],
+    metrics: Sequence[str],
+    *,
+    baseline: str = BASELINE,
+    n_boot: int = 2000,
+    ci: float = 0.95,
+) -> Dict[str, Dict[str, Dict[str, Any]]]:
+    """``{member: {metric: entry}}`` for one task.
+
+    Args:
+        evaluations: ``{member: [evaluation dict of seed s, ...]}``, each dict holding the
+            test metrics and their ``per_query`` values; every member lists the same seeds
+            in the same order.
+        metrics: the metrics to summarise (each needs per-query values).
+        baseline: the member the differences are taken against (its own are 0).
+        n_boot, ci: bootstrap replicates and confidence level.
+
+    An entry has ``mean``, ``std`` (over seeds), ``ci_low``/``ci_high`` (CI of the mean),
+    ``per_seed``, ``delta`` (mean paired difference to the baseline), ``delta_ci_low``/
+    ``delta_ci_high``, ``delta_per_seed``, ``excludes_zero``, ``n_boot``, ``ci``.
+
+    Raises:
+        StatisticsError: no baseline among the members, or inputs :mod:`gssf.stats` refuses.
+    """
+    if baseline not in evaluations:
+        raise StatisticsError(f"the paired differences need the baseline {baseline!r}, got members {list(evaluations)}")
+    base = evaluations[baseline]
+    out: Dict[str, Dict[str, Dict[str, Any]]] = {}
+    for member, evals in evaluations.items():
+        out[member] = {}
+        for metric in metrics:
+            summary = summarize_runs(evals, metric, n_boot=n_boot, ci=ci)
+            delta = compare_runs(evals, base, metric, n_boot=n_boot, ci=ci)
+            out[member][metric] = _entry(summary, delta)
+    return out
+
+
+def summary_rows(report: Mapping[str, Any], setting: str = "head") -> List[Dict[str, Any]]:
+    """The ``summary.json`` rows of a demo report: one per task, metric and member (in that order)."""
+    rows = []
+    for task, by_member in report.get("statistics", {}).items():
+        runs = report["tasks"][task]
+        metrics = list(next(iter(by_member.values()), {}))
+        for metric in metrics:
+            for member, stats in by_member.items():
+                s = stats[metric]
+                first = runs[member][0]
+                rows.append(summary_row(
+                    task=task, setting=setting, dataset=str(first.get("dataset") or task), similarity=member,
+                    metric=metric, seeds=[r["seed"] for r in runs[member]], params=int(first.get("params", 0)),
+                    member=MemberSummary(s["mean"], s["std"], s["ci_low"], s["ci_high"], tuple(s["per_seed"]),
+                                         s["n_boot"], s["ci"]),
+                    delta=PairedBootstrap(s["delta"], s["delta_ci_low"], s["delta_ci_high"],
+                                          tuple(s["delta_per_seed"]), s["n_boot"], s["ci"]),
+                ))
+    return rows
+
+
+def _diagonal_term(module: nn.Module) -> Optional[torch.Tensor]:
+    """The weights ``w (D,)`` of a member's per-channel term, if it has one."""
+    term = getattr(module, "diagonal", None)
+    weights = getattr(term, "weights", None)
+    return weights() if callable(weights) else None
+
+
+@torch.no_grad()
+def learned_parameters(similarity: nn.Module) -> Optional[Dict[str, Any]]:
+    """How far a learnable bilinear-form member is from cosine; ``None`` for the others.
+
+    Computed from the explicit matrix ``M = weight_matrix()`` (members with pair-dependent
+    gates: their static part, gates excluded)::
+
+        norm_M_minus_I   ||M - I||_2 (spectral norm; 0 for cosine)
+        diagonal_of      "w" (the per-channel term's weights) or "diag(M)" (members without one)
+        diagonal_min / _max / _std   of those weights (1, 1, 0 for cosine)
+        max_abs_block    largest |entry| of the block / dense part: M - diag(w), or M - I
+                         without a per-channel term; None for a purely diagonal member
+        source           "weight_matrix()" or "static part (per-pair gates excluded)"
+    """
+    if not any(p.requires_grad for p in similarity.parameters()):
+        return None
+    form, source = similarity, "weight_matrix()"
+    static_part = getattr(similarity, "static_part", None)
+    if callable(static_part):
+        form, source = static_part(), "static part (per-pair gates excluded)"
+    weight_matrix = getattr(form, "weight_matrix", None)
+    if not callable(weight_matrix):
+        return None
+    try:
+        m = weight_matrix().detach().to(torch.float64).cpu()
+    except NotImplementedError:  # a form without an explicit matrix
+        return None
+    eye = torch.eye(m.shape[0], dtype=m.dtype)
+    w = _diagonal_term(form)
+    has_blocks = w is None or hasattr(form, "blocks")
+    diag = w.detach().to(torch.float64).cpu() if w is not None else torch.diagonal(m)
+    rest = m - (torch.diag(diag) if w is not None else eye)
+    return {
+        "norm_M_minus_I": float(torch.linalg.matrix_norm(m - eye, ord=2)),
+        "diagonal_of": "w" if w is not None else "diag(M)",
+        "diagonal_min": float(diag.min()),
+        "diagonal_max": float(diag.max()),
+        "diagonal_std": float(diag.std(unbiased=False)),
+        "max_abs_block": float(rest.abs().max()) if has_blocks else None,
+        "source": source,
+    }
