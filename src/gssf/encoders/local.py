@@ -146,9 +146,14 @@ class HFLocalEncoder(Encoder):
         self.kind = _hf_kind(folder, cfg)
         self.folder = folder
         self.normalize = normalize
+        # A user's folder is untrusted: never run code shipped with it, and read safetensors
+        # weights when the folder has them (a .bin is a pickle; transformers loads it weights-only).
         with hf_bars_on_terminal_only():
-            model = transformers.AutoModel.from_pretrained(str(folder), local_files_only=True)
-        self.module = model.to(self.device).eval()
+            model = transformers.AutoModel.from_pretrained(
+                str(folder), local_files_only=True, trust_remote_code=False,
+                use_safetensors=True if (folder / "model.safetensors").is_file() else None,
+            )
+        self.module = model.to(self.device).eval()  # nn.Module.eval(): inference mode, not Python's eval
         mc = self.module.config
         if self.kind == "dual":
             self.modalities = ("image", "text")
