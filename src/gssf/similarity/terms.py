@@ -246,11 +246,9 @@ class BlockTerm(nn.Module):
         return torch.ones(b, b, dtype=self.raw.dtype, device=self.raw.device)
 
     def _lowrank_factor(self) -> Tensor:
-        """Per-block multiplier ``(K,)`` of ``U V^T`` (only ``entrywise`` rescales in the forward pass)."""
-        if self.scale == "entrywise":  # the first release's bound ||U V^T||_2 <= ||U||_F ||V||_F
-            fro = self.u.flatten(1).norm(dim=1) * self.v.flatten(1).norm(dim=1)
-            return self.bound / fro.clamp_min(self.bound)
-        return torch.ones(self.num_blocks, dtype=self.u.dtype, device=self.u.device)
+        """``entrywise`` multiplier ``(K,)`` of ``U V^T``: the first release's bound ``||U V^T||_2 <= ||U||_F ||V||_F``."""
+        fro = self.u.flatten(1).norm(dim=1) * self.v.flatten(1).norm(dim=1)
+        return self.bound / fro.clamp_min(self.bound)
 
     def _scalar_weights(self) -> Tensor:
         """The weight ``(K,)`` of each ``scalar`` block ``w_k 1 1^T`` (norm ``|w_k| b``)."""
@@ -263,7 +261,8 @@ class BlockTerm(nn.Module):
         if self.parameterization == "scalar":
             return self._scalar_weights().view(-1, 1, 1) * self._ones()
         if self.parameterization == "lowrank":
-            return self._lowrank_factor().view(-1, 1, 1) * self._unbounded()
+            uv = self._unbounded()
+            return self._lowrank_factor().view(-1, 1, 1) * uv if self.scale == "entrywise" else uv
         if self.scale == "entrywise":
             return (self.bound / self.block_size) * torch.tanh(self.raw)
         return self.raw
@@ -306,7 +305,9 @@ class BlockTerm(nn.Module):
         elif self.parameterization == "lowrank":
             u, v = self.u.to(x.dtype), self.v.to(x.dtype)
             # x_k^T U_k V_k^T, scaled: (N,K,b)x(K,b,r) -> (N,K,r) -> (N,K,b)
-            z = torch.einsum("nki,kir->nkr", g, u) * self._lowrank_factor().to(x.dtype).view(1, -1, 1)
+            z = torch.einsum("nki,kir->nkr", g, u)
+            if self.scale == "entrywise":  # the norm-ball scales need no rescaling in the forward pass
+                z = z * self._lowrank_factor().to(x.dtype).view(1, -1, 1)
             out = torch.einsum("nkr,kjr->nkj", z, v)
         else:
             w = self._scalar_weights().to(x.dtype)
