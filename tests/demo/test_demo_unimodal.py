@@ -52,3 +52,17 @@ def test_demo_runs_the_unimodal_tasks_and_names_them_in_the_report(tmp_path: Pat
     page = (out / "report.html").read_text()
     assert all(name in page for name in UNIMODAL)
     assert (out / "figures" / "emoji-reid_gssf_learned_matrix.png").is_file()
+
+
+def test_the_larger_benchmarks_are_demo_tasks() -> None:
+    """emoji-styles, wesnoth and the two grouped image-text sets: all members but the slow dynamic one."""
+    expected = {"emoji-styles": ("reid", "mAP", "emoji-styles"), "wesnoth": ("retrieval", "R@1", "wesnoth"),
+                "emoji-captions": ("image_text", "rsum", "emoji-captions"),
+                "wesnoth-descriptions": ("image_text", "rsum", "wesnoth")}  # fmt: skip
+    for name, (task_type, metric, prepare) in expected.items():
+        task = DEMO_TASKS[name]
+        assert task.main_metric == metric and tuple(task.datasets) == (prepare,)
+        assert {"cosine", "gssf", "block_diagonal", "bilinear"} <= set(task.similarities)
+        assert "gssf_dynamic" not in task.similarities
+        cfg = load_config(task.preset, overrides=list(task.overrides))
+        assert cfg.data.task == task_type and cfg.data.val_split == "val" and cfg.train.num_threads == 1

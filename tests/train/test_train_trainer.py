@@ -10,7 +10,7 @@ import torch
 import gssf
 from gssf.train import load_config, run
 from gssf.train.trainer import Trainer, build_param_groups
-from train_synthetic import tiny_config, write_features, write_unimodal_features
+from train_synthetic import tiny_config, write_features, write_grouped_features, write_unimodal_features
 
 
 @pytest.fixture(scope="module")
@@ -149,3 +149,44 @@ def test_progress_bars_do_not_change_results(features: str, tmp_path: Path, caps
     quiet = run(cfg, tmp_path / "a", progress=False)
     shown = run(cfg, tmp_path / "b", progress=True)
     assert quiet["test"] == shown["test"]
+
+
+def test_grouped_image_text_trains_on_every_pair_and_evaluates_by_group(tmp_path: Path) -> None:
+    """Many images per caption: every (image, caption) pair of a group is an item, id = the group;
+    evaluation counts an image and a caption as a match when their groups are equal."""
+    import numpy as np
+
+    from gssf.train.tasks import make_task
+
+    pattern = write_grouped_features(tmp_path / "feats")
+    cfg = tiny_config(pattern, "train.epochs=6", "train.batch_size=16")
+    task = make_task(cfg, torch.device("cpu"))
+    img, txt, ids = task.pairs()
+    tr = np.load(pattern.format(split="train"))
+    ig, tg = tr["image_groups"], tr["text_groups"]
+    expected = sorted((i, j) for i in range(len(ig)) for j in range(len(tg)) if ig[i] == tg[j])
+    assert sorted(zip(img.tolist(), txt.tolist())) == expected and task.num_items() == len(expected)
+    assert (ids == torch.as_tensor(ig)[img]).all() and (ids == torch.as_tensor(tg)[txt]).all()
+    res = run(cfg, tmp_path / "run", progress=False)
+    assert res["history"][-1]["train_loss"] < 0.7 * res["history"][0]["train_loss"]
+    # the reported test metrics are those of the group protocol on the best checkpoint's embeddings
+    from gssf.train import load_model
+
+    model, mtask = load_model(tmp_path / "run")[:2]
+    data = mtask.split("test")
+    with torch.no_grad():
+        images = model.encode_image(data.image)
+        texts = model.encode_text(data.text)
+        scores = model.similarity(images, texts).double().numpy()
+    same = data.image_groups.numpy()[:, None] == data.text_groups.numpy()[None, :]
+
+    def first_hit(row: "np.ndarray", relevant: "np.ndarray") -> int:  # 1-based, ties broken against the query
+        best = row[relevant].max()
+        return int((row > best).sum()) + 1
+
+    i2t = [first_hit(scores[i], same[i]) for i in range(scores.shape[0])]
+    t2i = [first_hit(scores[:, j], same[:, j]) for j in range(scores.shape[1])]
+    assert res["test"]["i2t_R@1"] == pytest.approx(100.0 * float(np.mean(np.asarray(i2t) == 1)), abs=1e-6)
+    assert res["test"]["t2i_R@5"] == pytest.approx(100.0 * float(np.mean(np.asarray(t2i) <= 5)), abs=1e-6)
+    # 12 test groups, 36 images: chance i2t R@1 is about 8 %
+    assert res["test"]["i2t_R@1"] > 40, res["test"]

@@ -45,6 +45,33 @@ def write_features(
     return str(directory / "{split}.npz")
 
 
+def write_grouped_features(
+    directory: Path, image_dim: int = 32, text_dim: int = 24, latent: int = 8, noise: float = 0.3,
+    groups: Dict[str, int] = {"train": 40, "val": 12, "test": 12}, seed: int = 0,
+) -> str:
+    """Many images per caption: ``{split}.npz`` with image_groups / text_groups (emoji-captions-like).
+
+    Group ``g`` has 2-4 images (noisy views of one latent vector) and one caption, the first
+    group of every four a second caption; groups are numbered apart from the row indices.
+    """
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((latent, image_dim))
+    b = rng.standard_normal((latent, text_dim))
+    directory.mkdir(parents=True, exist_ok=True)
+    for split, n in groups.items():
+        z = rng.standard_normal((n, latent))
+        per = 2 + np.arange(n) % 3
+        ig = np.repeat(np.arange(n), per)
+        tg = np.sort(np.concatenate([np.arange(n), np.arange(0, n, 4)]))
+        image = z[ig] @ a + noise * rng.standard_normal((len(ig), image_dim))
+        text = z[tg] @ b + noise * rng.standard_normal((len(tg), text_dim))
+        first = np.searchsorted(ig, tg)
+        np.savez(directory / f"{split}.npz", image=image.astype(np.float32), text=text.astype(np.float32),
+                 txt2img=first.astype(np.int64), image_groups=(100 + ig).astype(np.int64),
+                 text_groups=(100 + tg).astype(np.int64))  # fmt: skip
+    return str(directory / "{split}.npz")
+
+
 def write_unimodal_features(directory: Path, dim: int = 16, classes: int = 12, per_class: int = 6, seed: int = 0) -> str:
     """Uni-modal ``{split}.npz`` (image, labels, cams) with class-disjoint splits and re-ID query/gallery."""
     rng = np.random.default_rng(seed)

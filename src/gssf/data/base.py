@@ -3,7 +3,10 @@
 Two kinds exist, matching the two families of retrieval tasks:
 
 * :class:`CrossModalDataset`: images, captions and ``txt2img`` (caption -> image
-  index; any number of captions per image). Image-text retrieval.
+  index; any number of captions per image). Image-text retrieval. Datasets where one
+  caption describes many images (a caption per emoji, drawn in nine styles) also carry
+  ``image_groups`` and ``text_groups``: image ``i`` and caption ``j`` match when their
+  groups are equal (``txt2img`` then points at the first image of the caption's group).
 * :class:`UniModalDataset`: images with ``labels`` (identity or class), ``cams``
   (camera, re-ID only) and optional ``categories``. Re-ID and fine-grained retrieval.
 
@@ -63,7 +66,13 @@ def _hash_strings(h: "hashlib._Hash", items: Sequence[str]) -> None:
 
 @dataclass(eq=False)
 class CrossModalDataset:
-    """Images and captions; ``txt2img[j]`` is the image index of caption ``j``."""
+    """Images and captions; ``txt2img[j]`` is the image index of caption ``j``.
+
+    ``image_groups`` (N_img,) and ``text_groups`` (N_txt,), given together or not at all,
+    make relevance "same group" on both sides (many images per caption and many captions per
+    image); every caption's group must have an image. Without them the groups are
+    ``arange(N_img)`` and ``txt2img`` (:meth:`groups`).
+    """
 
     name: str
     split: str
@@ -75,6 +84,8 @@ class CrossModalDataset:
     text_features: Optional[np.ndarray] = None  # (N_txt, D), precomputed
     root: Optional[Path] = None
     meta: Dict[str, Any] = field(default_factory=dict)
+    image_groups: Optional[np.ndarray] = None  # (N_img,) int64: relevance by group (with text_groups)
+    text_groups: Optional[np.ndarray] = None  # (N_txt,) int64
 
     kind = "cross-modal"
 
@@ -82,12 +93,21 @@ class CrossModalDataset:
         self.txt2img = np.asarray(self.txt2img, dtype=np.int64).reshape(-1)
         n_img = len(self.images)
         _check_split_not_empty(self.name, self.split, n_img, self.root)
+        self.image_groups, self.text_groups = check_groups(
+            self.image_groups, self.text_groups, n_img, len(self.captions), f"{self.name}/{self.split}"
+        )
         if len(self.captions) != len(self.txt2img):
             raise ValueError(
                 f"{self.name}/{self.split}: {len(self.captions)} captions but {len(self.txt2img)} txt2img entries"
             )
         if len(self.txt2img) and (self.txt2img.min() < 0 or self.txt2img.max() >= n_img):
             raise ValueError(f"{self.name}/{self.split}: txt2img points outside the {n_img} images")
+        if self.image_groups is not None and self.text_groups is not None and len(self.txt2img):
+            bad = np.flatnonzero(self.image_groups[self.txt2img] != self.text_groups)
+            if bad.size:
+                raise ValueError(
+                    f"{self.name}/{self.split}: txt2img of caption {int(bad[0])} points at an image of another group"
+                )
         if self.categories is not None and len(self.categories) != n_img:
             raise ValueError(f"{self.name}/{self.split}: {len(self.categories)} categories for {n_img} images")
         if self.image_features is not None and len(self.image_features) != n_img:
@@ -110,6 +130,17 @@ class CrossModalDataset:
     def __len__(self) -> int:
         return len(self.captions)
 
+    @property
+    def grouped(self) -> bool:
+        """True when relevance is by group (``image_groups`` / ``text_groups``)."""
+        return self.image_groups is not None
+
+    def groups(self) -> "tuple[np.ndarray, np.ndarray]":
+        """``(image_groups, text_groups)``: image ``i`` and caption ``j`` match when they are equal."""
+        if self.image_groups is not None and self.text_groups is not None:
+            return self.image_groups, self.text_groups
+        return np.arange(self.num_images, dtype=np.int64), self.txt2img
+
     def img2txt(self) -> List[List[int]]:
         """Caption indices of each image, in caption order."""
         out: List[List[int]] = [[] for _ in self.images]
@@ -125,19 +156,45 @@ class CrossModalDataset:
         """The first ``max_images`` images and their captions (a deterministic prefix)."""
         if max_images >= self.num_images:
             return self
-        keep = self.txt2img < max_images
-        return CrossModalDataset(
+        return self.take_images(np.arange(max_images), meta={**self.meta, "subset": max_images})[0]
+
+    def take_images(self, keep: np.ndarray, meta: Optional[Dict[str, Any]] = None) -> "tuple[CrossModalDataset, np.ndarray]":
+        """The images ``keep`` (sorted indices) and the captions that still match one of them.
+
+        Returns the dataset and the kept caption rows. Without groups a caption goes with its
+        image; with groups it stays while its group keeps an image (``txt2img`` is re-pointed
+        at the group's first kept image).
+        """
+        keep = np.asarray(keep, dtype=np.int64)
+        new_index = np.full(self.num_images, -1, dtype=np.int64)
+        new_index[keep] = np.arange(len(keep))
+        if self.image_groups is None or self.text_groups is None:
+            rows = np.flatnonzero(new_index[self.txt2img] >= 0)
+            txt2img = new_index[self.txt2img[rows]]
+            image_groups = text_groups = None
+        else:
+            image_groups = self.image_groups[keep]
+            first: Dict[int, int] = {}
+            for i, g in enumerate(image_groups.tolist()):
+                first.setdefault(g, i)
+            rows = np.asarray([j for j, g in enumerate(self.text_groups.tolist()) if g in first], dtype=np.int64)
+            text_groups = self.text_groups[rows]
+            txt2img = np.asarray([first[g] for g in text_groups.tolist()], dtype=np.int64)
+        sub = CrossModalDataset(
             name=self.name,
             split=self.split,
-            images=self.images[:max_images],
-            captions=[c for c, k in zip(self.captions, keep) if k],
-            txt2img=self.txt2img[keep],
-            categories=None if self.categories is None else self.categories[:max_images],
-            image_features=None if self.image_features is None else self.image_features[:max_images],
-            text_features=None if self.text_features is None else self.text_features[keep],
+            images=[self.images[i] for i in keep.tolist()],
+            captions=[self.captions[j] for j in rows.tolist()],
+            txt2img=txt2img,
+            categories=None if self.categories is None else [self.categories[i] for i in keep.tolist()],
+            image_features=None if self.image_features is None else self.image_features[keep],
+            text_features=None if self.text_features is None else self.text_features[rows],
             root=self.root,
-            meta={**self.meta, "subset": max_images},
+            meta=dict(self.meta if meta is None else meta),
+            image_groups=image_groups,
+            text_groups=text_groups,
         )
+        return sub, rows
 
     def fingerprint(self) -> Dict[str, str]:
         """Content hashes of the image list and of the captions (cache keys)."""
@@ -146,6 +203,9 @@ class CrossModalDataset:
         ht = hashlib.sha1(hi.hexdigest().encode())
         _hash_strings(ht, self.captions)
         ht.update(self.txt2img.tobytes())
+        if self.image_groups is not None and self.text_groups is not None:
+            ht.update(self.image_groups.tobytes())
+            ht.update(self.text_groups.tobytes())
         return {"images": hi.hexdigest(), "captions": ht.hexdigest()}
 
     def __repr__(self) -> str:
@@ -153,6 +213,32 @@ class CrossModalDataset:
             f"CrossModalDataset(name={self.name!r}, split={self.split!r}, "
             f"images={self.num_images}, captions={self.num_captions})"
         )
+
+
+def check_groups(
+    image_groups: Any, text_groups: Any, num_images: int, num_texts: int, where: str
+) -> "tuple[Optional[np.ndarray], Optional[np.ndarray]]":
+    """Validated ``(image_groups, text_groups)`` as int64 arrays, or ``(None, None)``."""
+    if image_groups is None and text_groups is None:
+        return None, None
+    if image_groups is None or text_groups is None:
+        raise ValueError(f"{where}: image_groups and text_groups go together (one of them is missing)")
+    out = []
+    for what, value, n in (("image_groups", image_groups, num_images), ("text_groups", text_groups, num_texts)):
+        arr = np.asarray(value)
+        if arr.dtype.kind not in "iu":
+            raise ValueError(f"{where}: {what} must hold integers, got dtype {arr.dtype}")
+        arr = arr.astype(np.int64).reshape(-1)
+        if len(arr) != n:
+            raise ValueError(f"{where}: {len(arr)} {what} for {n} {what.split('_')[0]}s")
+        out.append(arr)
+    orphans = np.setdiff1d(out[1], out[0])
+    if orphans.size:
+        raise ValueError(
+            f"{where}: {orphans.size} caption group(s) have no image, e.g. group {int(orphans[0])}: every caption "
+            f"needs a matching image"
+        )
+    return out[0], out[1]
 
 
 @dataclass
@@ -257,3 +343,36 @@ class UniModalDataset:
             f"UniModalDataset(name={self.name!r}, split={self.split!r}, images={len(self)}, "
             f"labels={self.num_classes}{cams})"
         )
+
+
+def captioned_groups(
+    uni: "UniModalDataset", texts: Dict[int, List[str]], name: str, meta: Optional[Dict[str, Any]] = None
+) -> CrossModalDataset:
+    """A grouped :class:`CrossModalDataset` from labelled images and captions per label.
+
+    Images of ``uni`` whose label has captions in ``texts`` (label -> captions) are kept, in
+    order; captions follow in label order. ``image_groups`` are the labels, ``text_groups``
+    the label of each caption, ``categories`` those of ``uni``; ``meta["images_of"]`` names
+    ``uni``, whose image feature cache the new dataset reads.
+    """
+    labels = sorted(k for k, v in texts.items() if v)
+    keep = np.flatnonzero(np.isin(uni.labels, np.asarray(labels, dtype=np.int64)))
+    image_groups = uni.labels[keep]
+    first: Dict[int, int] = {}
+    for i, g in enumerate(image_groups.tolist()):
+        first.setdefault(g, i)
+    labels = [g for g in labels if g in first]
+    captions = [t for g in labels for t in texts[g]]
+    text_groups = np.asarray([g for g in labels for _ in texts[g]], dtype=np.int64)
+    return CrossModalDataset(
+        name=name,
+        split=uni.split,
+        images=[uni.images[i] for i in keep.tolist()],
+        captions=captions,
+        txt2img=np.asarray([first[g] for g in text_groups.tolist()], dtype=np.int64),
+        categories=None if uni.categories is None else [uni.categories[i] for i in keep.tolist()],
+        root=uni.root,
+        meta={**(meta or {}), "images_of": uni.name},  # one image feature cache with ``uni``
+        image_groups=image_groups,
+        text_groups=text_groups,
+    )

@@ -54,6 +54,17 @@ CATALOG = (
         "Battle for Wesnoth unit sprites, class = unit type (>= 5 frames), class-disjoint; English descriptions",
         "gssf.data.wesnoth:load_wesnoth", prepare="wesnoth", licence="GPL-2+ (Debian wesnoth-1.16-data)",
     ),
+    DatasetInfo(
+        "wesnoth-descriptions", CROSS_MODAL, "image-text", _TVT,
+        "Wesnoth unit descriptions <-> sprite frames (one description, ~12 frames per unit), class-disjoint",
+        "gssf.data.wesnoth:load_wesnoth_descriptions", prepare="wesnoth", licence="GPL-2+ (Debian wesnoth-1.16-data)",
+    ),
+    DatasetInfo(
+        "emoji-captions", CROSS_MODAL, "image-text", _TVT,
+        "emoji-styles images <-> emojibase 'label: tags' captions (one caption, up to 9 styles per emoji; 28 locales)",
+        "gssf.data.emoji_captions:load_emoji_captions", prepare="emoji-captions",
+        licence="MIT (emojibase-data captions); images as emoji-styles",
+    ),
     # ---- standard benchmarks the user brings (root=...)
     DatasetInfo(
         "flickr30k", CROSS_MODAL, "image-text", _TVT, "Flickr30K, Karpathy split JSON",

@@ -40,7 +40,7 @@ MARKER = "prepared.json"
 
 #: Bump a dataset's format to make ``prepare`` rebuild copies made by older code.
 FORMATS: Dict[str, int] = {"tux": 1, "emoji": 1, "fashion-mnist": 1}
-FORMATS.update({"emoji-styles": 1, "emoji-styles-sa": 1, "wesnoth": 1})
+FORMATS.update({"emoji-styles": 1, "emoji-styles-sa": 1, "wesnoth": 1, "emoji-captions": 1})
 PREPARABLE: Tuple[str, ...] = tuple(FORMATS)
 #: What ``all`` means: the sets the tests use (emoji-styles renders for minutes: name it to get it).
 ALL: Tuple[str, ...] = ("tux", "emoji", "fashion-mnist")
@@ -411,6 +411,7 @@ def _external(spec: str) -> Callable[..., Dict[str, Any]]:
 _PREPARERS["emoji-styles"] = _external("gssf.data.iconify:prepare_emoji_styles")
 _PREPARERS["emoji-styles-sa"] = _external("gssf.data.iconify:prepare_emoji_styles_share_alike")
 _PREPARERS["wesnoth"] = _external("gssf.data.wesnoth:prepare_wesnoth")
+_PREPARERS["emoji-captions"] = _external("gssf.data.emoji_captions:prepare_emoji_captions")
 
 
 def prepare(

@@ -32,7 +32,7 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optio
 
 import numpy as np
 
-from gssf.data.base import ImageRecord, UniModalDataset
+from gssf.data.base import CrossModalDataset, ImageRecord, UniModalDataset, captioned_groups
 from gssf.data.jsonfile import read_prepared_json
 from gssf.data.splits import DEFAULT_FRACTIONS, assign_split
 from gssf.errors import GssfError
@@ -577,3 +577,26 @@ def load_wesnoth(root: Path, split: str = "train", min_frames: int = DEFAULT_MIN
         root=root,
         meta={"descriptions": descriptions, "unit_ids": ids, "min_frames": min_frames},
     )
+
+
+def load_wesnoth_descriptions(
+    root: Path, split: str = "train", min_frames: int = DEFAULT_MIN_FRAMES, with_name: bool = False
+) -> CrossModalDataset:
+    """``wesnoth-descriptions``: a unit type's English description against its sprite frames.
+
+    The classes and splits of :func:`load_wesnoth`; one caption per unit type (its
+    description; ``with_name`` prefixes the unit's name, which makes the task much easier),
+    relevant to every frame of the unit (``image_groups`` / ``text_groups`` = the label).
+    Unit types without a description are left out.
+    """
+    uni = load_wesnoth(root, split, min_frames)
+    texts = {}
+    for label, text in uni.meta["descriptions"].items():
+        text = " ".join(str(text).split())
+        if text:
+            texts[label] = [f"{uni.label_names[label]}: {text}" if with_name else text]
+    return captioned_groups(
+        uni, texts, "wesnoth-descriptions",
+        {"min_frames": min_frames, "with_name": with_name, "unit_ids": uni.meta["unit_ids"],
+         "names": {k: uni.label_names[k] for k in texts}},
+    )  # fmt: skip

@@ -2,6 +2,8 @@
 
 * ``image_text``: a training item is a caption; its image's index is the id of both the
   caption and the image, so captions of one image are never negatives of each other.
+  Datasets with groups (many images per caption) train on every (image, caption) pair of
+  a group, id = the group, and evaluate "relevant if same group" on both sides.
   Evaluation: :func:`gssf.evaluation.image_text_metrics_from_embeddings` (rsum).
 * ``retrieval``: items are images with class labels; leave-one-out evaluation with
   :func:`gssf.evaluation.retrieval_metrics_from_embeddings` (R@1).
@@ -47,6 +49,8 @@ class SplitData:
     image: Optional[Tensor] = None  # (N_img, Di) float32 cached features
     text: Optional[Tensor] = None  # (N_txt, Dt)
     txt2img: Optional[Tensor] = None  # (N_txt,) int64
+    image_groups: Optional[Tensor] = None  # (N_img,) int64: relevance by group (with text_groups)
+    text_groups: Optional[Tensor] = None  # (N_txt,) int64
     labels: Optional[Tensor] = None  # (N_img,) int64
     cams: Optional[Tensor] = None  # (N_img,) int64
     dataset: Any = None  # gssf.data dataset: raw images / captions
@@ -159,6 +163,8 @@ def load_split(
             txt2img=_as_tensor(getattr(ds, "txt2img", None), torch.long),
             labels=_as_tensor(getattr(ds, "labels", None), torch.long),
             cams=_as_tensor(getattr(ds, "cams", None), torch.long),
+            image_groups=_as_tensor(getattr(ds, "image_groups", None), torch.long),
+            text_groups=_as_tensor(getattr(ds, "text_groups", None), torch.long),
             dataset=ds,
         )
     if d.features_file is not None:
@@ -190,6 +196,8 @@ def load_split(
         txt2img=_as_tensor(getattr(fs, "txt2img", None), torch.long),
         labels=_as_tensor(getattr(fs, "labels", None), torch.long),
         cams=_as_tensor(getattr(fs, "cams", None), torch.long),
+        image_groups=_as_tensor(getattr(fs, "image_groups", None), torch.long),
+        text_groups=_as_tensor(getattr(fs, "text_groups", None), torch.long),
     )
     if raw:
         data.dataset = dataset
@@ -428,21 +436,38 @@ class ImageTextTask(Task):
     def build_model(self, input_dims: Dict[str, int]) -> nn.Module:
         return DualEncoder(self._tower("image", input_dims["image"]), self._tower("text", input_dims["text"]), self.build_similarity())
 
+    def pairs(self) -> Tuple[Tensor, Tensor, Tensor]:
+        """The training pairs: ``(image index, caption index, id)`` per item.
+
+        Without groups an item is a caption, paired with its image, id = the image. With
+        groups (many images per caption) an item is every (image, caption) pair of a group,
+        id = the group, so two images of one caption are never negatives of each other.
+        """
+        if not hasattr(self, "_pairs"):
+            tr = self.train_split()
+            if tr.txt2img is None:
+                raise ValueError(f"split {self.cfg.data.train_split!r} has no txt2img: not an image-text split")
+            if tr.image_groups is None or tr.text_groups is None:
+                txt = torch.arange(tr.txt2img.shape[0])
+                self._pairs = (tr.txt2img, txt, tr.txt2img)
+            else:
+                same = tr.image_groups.reshape(-1, 1) == tr.text_groups.reshape(1, -1)
+                img, txt = same.nonzero(as_tuple=True)
+                self._pairs = (img, txt, tr.image_groups.index_select(0, img))
+        return self._pairs
+
     def num_items(self) -> int:
-        tr = self.train_split()
-        if tr.txt2img is None:
-            raise ValueError(f"split {self.cfg.data.train_split!r} has no txt2img: not an image-text split")
-        return int(tr.txt2img.shape[0])
+        return int(self.pairs()[0].shape[0])
 
     def loss(self, model: nn.Module, criterion: nn.Module, idx: Tensor) -> Tensor:
         tr = self.train_split()
-        assert tr.txt2img is not None
-        img_idx = tr.txt2img.index_select(0, idx)
+        img_of, txt_of, id_of = self.pairs()
+        img_idx, txt_idx = img_of.index_select(0, idx), txt_of.index_select(0, idx)
         with self._autocast():
             img = model.encode_image(self._inputs(tr, "image", img_idx))
-            txt = model.encode_text(self._inputs(tr, "text", idx))
+            txt = model.encode_text(self._inputs(tr, "text", txt_idx))
         img, txt = all_gather_with_grad(img), all_gather_with_grad(txt)
-        ids = all_gather_nograd(img_idx.to(self.device))
+        ids = all_gather_nograd(id_of.index_select(0, idx).to(self.device))
         return criterion(img, txt, ids, ids)
 
     @torch.no_grad()
@@ -455,8 +480,12 @@ class ImageTextTask(Task):
         images = self._embed(model.encode_image, data, "image", data.num_images)
         texts = self._embed(model.encode_text, data, "text", int(data.txt2img.shape[0]))
         e = self.cfg.eval
+        if data.image_groups is not None and data.text_groups is not None:
+            relevance: Dict[str, Any] = dict(txt2img=None, image_groups=data.image_groups, text_groups=data.text_groups)
+        else:
+            relevance = dict(txt2img=data.txt2img.to(images.device))
         return image_text_metrics_from_embeddings(
-            images, texts, data.txt2img.to(images.device), model.similarity,
+            images, texts, similarity=model.similarity, **relevance,
             chunk_size=e.chunk_size, ks=tuple(e.ks or (1, 5, 10)), folds=e.folds, per_query=per_query,
         )
 
