@@ -41,6 +41,8 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/similarity.py
+	$(BIN)/python benchmarks/train_step.py
+	$(BIN)/python benchmarks/two_stage.py
 	$(BIN)/python benchmarks/evaluation.py
 
 clean-venv:

@@ -83,18 +83,41 @@ def test_gssf_with_unit_diagonal_equals_block_diagonal() -> None:
     torch.testing.assert_close(g(x, y), b(x, y), rtol=1e-12, atol=1e-12)
 
 
-def test_dynamic_static_part_shares_terms_and_equals_gssf_when_gates_are_one() -> None:
-    dyn = gssf.create_similarity("gssf_dynamic", dim=D, num_blocks=4).double()
+@pytest.mark.parametrize("name", ["gssf_dynamic", "gssf_dynamic_mlp"])
+def test_dynamic_static_part_shares_terms_and_equals_gssf_when_gates_are_neutral(name: str) -> None:
+    dyn = gssf.create_similarity(name, dim=D, num_blocks=4).double()
     with torch.no_grad():
         dyn.diagonal.theta.normal_()
         dyn.blocks.raw.normal_()
     static = dyn.static_part()
     assert static.is_static and static.diagonal is dyn.diagonal
     x, y = rand(5, seed=12, dtype=torch.float64), rand(8, seed=13, dtype=torch.float64)
-    # fresh gate MLP: every gate is exactly 1
+    # fresh gates: the dynamic part is exactly zero (gssf_dynamic) / every gate exactly 1 (mlp)
     torch.testing.assert_close(dyn(x, y), static(x, y), rtol=1e-12, atol=1e-12)
-    perturb(dyn.gate, 14)
+    if name == "gssf_dynamic":
+        with torch.no_grad():
+            dyn.gate_diag.normal_(std=0.05)
+            dyn.gate_block.normal_(std=0.05)
+    else:
+        perturb(dyn.gate, 14)
     assert (dyn(x, y) - static(x, y)).abs().max() > 1e-3
+
+
+def test_dynamic_gates_stay_in_their_bound_and_the_score_in_score_bound() -> None:
+    """constrain_ rescales the gates so that sum_k ||M_k|| <= gate_bound; |s| <= score_bound for any pair."""
+    dyn = gssf.create_similarity("gssf_dynamic", dim=D, num_blocks=4, hidden=3, gate_bound=0.5).double()
+    perturb(dyn, 30, scale=3.0)
+    from gssf.losses.base import constrain_parameters
+
+    constrain_parameters(dyn)
+    assert float(dyn.gate_norms().detach().sum()) <= 0.5 + 1e-12
+    before = dyn.gate_diag.detach().clone()
+    constrain_parameters(dyn)  # inside the bound: unchanged
+    torch.testing.assert_close(dyn.gate_diag.detach(), before, rtol=0, atol=0)
+    x, y = rand(200, seed=31, dtype=torch.float64), rand(300, seed=32, dtype=torch.float64)
+    s = dyn(x, y)
+    assert float(s.abs().max()) <= dyn.score_bound
+    assert float((s - dyn.static_part()(x, y)).abs().max()) <= 0.5 + 1e-12
 
 
 STATIC = [n for n in gssf.list_similarities() if gssf.get_similarity_class(n).is_static]

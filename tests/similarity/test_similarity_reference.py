@@ -72,7 +72,7 @@ def ref_matrix(sim: gssf.Similarity) -> torch.Tensor:
         return torch.diag(torch.tensor(ref_diag_weights(sim.diagonal), dtype=torch.float64))
     if name == "block_diagonal":
         return eye + ref_block_matrix(sim.blocks)
-    if name in ("gssf", "gssf_dynamic"):
+    if name in ("gssf", "gssf_dynamic", "gssf_dynamic_mlp"):
         return torch.diag(torch.tensor(ref_diag_weights(sim.diagonal), dtype=torch.float64)) + ref_block_matrix(
             sim.blocks
         )
@@ -100,6 +100,22 @@ def ref_pair(sim: gssf.Similarity, x: torch.Tensor, y: torch.Tensor) -> float:
         proj = [sum(float(diff[i]) * float(m[i, j]) for i in range(D)) for j in range(D)]
         return 1.0 - 0.5 * sum(p * p for p in proj)
     if name == "gssf_dynamic":
+        # s = x^T M0 y + sum_k tanh(D x^T diag(u_k) y + c_k) x^T (diag(v_k) + B scaled per block by g_k) y
+        bm = ref_block_matrix(sim.blocks)
+        w = ref_diag_weights(sim.diagonal)
+        b = sim.blocks.block_size
+        perm = sim.blocks.permutation.tolist() if sim.blocks.permutation is not None else list(range(D))
+        block_of = {c: k for k in range(sim.blocks.num_blocks) for c in perm[k * b : (k + 1) * b]}
+        s = sum(float(xn[i]) * (w[i] * (i == j) + float(bm[i, j])) * float(yn[j]) for i in range(D) for j in range(D))
+        for k in range(sim.hidden):
+            pre = D * sum(float(sim.gate_in[k, c]) * float(xn[c]) * float(yn[c]) for c in range(D))
+            a = math.tanh(pre + float(sim.gate_bias[k]))
+            mk = sum(float(sim.gate_diag[k, c]) * float(xn[c]) * float(yn[c]) for c in range(D))
+            mk += sum(float(sim.gate_block[k, block_of[i]]) * float(xn[i]) * float(bm[i, j]) * float(yn[j])
+                      for i in range(D) for j in range(D) if bm[i, j] != 0)  # fmt: skip
+            s += a * mk
+        return s
+    if name == "gssf_dynamic_mlp":
         h = xn * yn
         lin1, lin2 = sim.gate[0], sim.gate[2]
         z = lin2(torch.relu(lin1(h.to(lin1.weight.dtype)))).double()
@@ -133,6 +149,9 @@ CONFIGS = [
     ("gssf", {"num_blocks": 3, "permutation": torch.randperm(D, generator=torch.Generator().manual_seed(3))}),
     ("gssf_dynamic", {"num_blocks": 3, "hidden": 5}),
     ("gssf_dynamic", {"num_blocks": 4, "parameterization": "lowrank", "rank": 1, "hidden": 4}),
+    ("gssf_dynamic", {"num_blocks": 3, "hidden": 2, "permutation": torch.randperm(D, generator=torch.Generator().manual_seed(4))}),
+    ("gssf_dynamic_mlp", {"num_blocks": 3, "hidden": 5}),
+    ("gssf_dynamic_mlp", {"num_blocks": 4, "parameterization": "lowrank", "rank": 1, "hidden": 4}),
     # the first release's entrywise scale mechanism
     ("gssf", {"num_blocks": 3, "scale": "entrywise"}),
     ("block_diagonal", {"block_size": 4, "parameterization": "lowrank", "rank": 2, "scale": "entrywise"}),
@@ -167,7 +186,7 @@ def test_matrix_matches_loop_reference(name: str, kwargs: dict) -> None:
 def test_weight_matrix_matches_reference(name: str, kwargs: dict) -> None:
     sim = build(name, kwargs)
     if not isinstance(sim, BilinearFormMixin):
-        assert name in ("euclidean", "mahalanobis", "gssf_dynamic")
+        assert name in ("euclidean", "mahalanobis", "gssf_dynamic", "gssf_dynamic_mlp")
         return
     with torch.no_grad():
         torch.testing.assert_close(sim.weight_matrix().double(), ref_matrix(sim), rtol=1e-10, atol=1e-12)
@@ -194,11 +213,12 @@ def test_chunked_equals_full(name: str, kwargs: dict, chunk: int) -> None:
     torch.testing.assert_close(sim.scores(x, y, chunk_size=chunk), full, rtol=1e-12, atol=1e-12)
 
 
-def test_dynamic_pair_budget_chunks_equal_unchunked() -> None:
+@pytest.mark.parametrize("name, budget", [("gssf_dynamic", 13 * 5), ("gssf_dynamic", 13), ("gssf_dynamic_mlp", D * 5)])
+def test_dynamic_pair_budget_chunks_equal_unchunked(name: str, budget: int) -> None:
     """The pairwise work is split by pair_budget; any budget gives the same matrix."""
-    big = gssf.create_similarity("gssf_dynamic", dim=D, num_blocks=3, hidden=6, pair_budget=10**9).double()
+    big = gssf.create_similarity(name, dim=D, num_blocks=3, hidden=6, pair_budget=10**9).double()
     perturb(big, 7)
-    small = gssf.create_similarity("gssf_dynamic", dim=D, num_blocks=3, hidden=6, pair_budget=D * 5).double()
+    small = gssf.create_similarity(name, dim=D, num_blocks=3, hidden=6, pair_budget=budget).double()
     small.load_state_dict(big.state_dict())
     g = torch.Generator().manual_seed(8)
     x, y = torch.randn(13, D, generator=g, dtype=torch.float64), torch.randn(11, D, generator=g, dtype=torch.float64)

@@ -11,7 +11,8 @@ name                      matrix ``M`` (``s = x^T M y``, unit x, y)  static
 ``gssf``                  ``diag(w) + B``                            yes
 ``bilinear``              dense ``W``                                yes
 ``mahalanobis``           ``1 - (x-y)^T L L^T (x-y) / 2``            yes
-``gssf_dynamic``          ``gssf`` with pair-conditioned gates       no
+``gssf_dynamic``          ``M_0 + sum_k a_k(x, y) M_k`` (gated GSSF)  no
+``gssf_dynamic_mlp``      ``gssf`` with MLP gates per channel/block  no
 ========================  =========================================  =========
 """
 from gssf.similarity.base import (
@@ -24,7 +25,7 @@ from gssf.similarity.base import (
 )
 from gssf.similarity.baselines import CosineSimilarity, DotProductSimilarity, EuclideanSimilarity
 from gssf.similarity.dense import BilinearSimilarity, MahalanobisSimilarity
-from gssf.similarity.dynamic import DynamicGSSFSimilarity
+from gssf.similarity.dynamic import DynamicGSSFSimilarity, MLPGatedGSSFSimilarity
 from gssf.similarity.structured import BlockDiagonalSimilarity, DiagonalSimilarity, GSSFSimilarity
 from gssf.similarity.terms import BLOCK_PARAMETERIZATIONS, BlockTerm, DiagonalTerm
 
@@ -44,6 +45,7 @@ __all__ = [
     "BilinearSimilarity",
     "MahalanobisSimilarity",
     "DynamicGSSFSimilarity",
+    "MLPGatedGSSFSimilarity",
     "DiagonalTerm",
     "BlockTerm",
     "BLOCK_PARAMETERIZATIONS",

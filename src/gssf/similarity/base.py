@@ -280,6 +280,12 @@ class Similarity(nn.Module):
     def _score_pairs(self, x: Tensor, y: Tensor) -> Tensor:
         return (self._fold_query(x) * self._fold_gallery(y)).sum(dim=-1)
 
+    def _score_candidates(self, x: Tensor, candidates: Tensor) -> Tensor:
+        """Scores ``(R, k)`` of prepared queries ``x (R, D)`` against their own candidates
+        ``(R, k, D)`` (two-stage search). Members override it when pairs are costly."""
+        r, k, d = candidates.shape
+        return self._score_pairs(x.repeat_interleave(k, dim=0), candidates.reshape(r * k, d)).view(r, k)
+
     # ------------------------------------------------------------------ shared steps
     def _may_overflow(self, x: Tensor, y: Tensor, dtype: torch.dtype) -> bool:
         """Whether raw scores of a member that does not normalise could overflow ``dtype``.
