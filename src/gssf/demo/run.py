@@ -55,15 +55,17 @@ DEMO_TASKS: Dict[str, DemoTask] = {
         # same metrics in every run.
         overrides=("train.num_threads=1",),
     ),
-    # gssf_dynamic is left out of the uni-modal tasks and the larger image-text ones: it runs an MLP per scored pair (about
-    # 0.04 M pairs/s at 256-d on 2 cores), so identity cross-entropy over ~1,100 proxies costs
-    # seconds per step and a 5,000-image leave-one-out evaluation about ten minutes
-    # (docs/results.md).
+    # gssf_dynamic scores with 2h + 1 = 33 bilinear forms (benchmarks/similarity.py). It runs in the
+    # tasks whose losses score few items per step; identity cross-entropy against one proxy per
+    # training identity (947 in emoji-styles, ~1,100 in emoji-reid, 1,906 classes in
+    # emoji-fine-grained) makes its step 17x cosine's (315 against 18 ms on emoji-styles, one
+    # thread: 12 minutes a run), so it is left out of those three. gssf_dynamic_mlp (an MLP per
+    # scored pair) fits none of them.
     "emoji-reid": DemoTask(
         name="emoji-reid",
         preset="emoji-reid",
         datasets=("emoji",),
-        similarities=("cosine", "euclidean", "diagonal", "block_diagonal", "gssf"),
+        similarities=("cosine", "euclidean", "diagonal", "block_diagonal", "gssf", "bilinear"),
         description="Emoji re-identification: identity = emoji, camera = vendor; Google queries against "
         "Twitter + OpenMoji gallery of unseen identities (EfficientNet-Lite0 224 px features, linear head to "
         "256-d, batch-hard triplet + identity cross-entropy, P x K sampler; mAP, mINP, CMC, re-ranked)",
@@ -73,7 +75,7 @@ DEMO_TASKS: Dict[str, DemoTask] = {
         name="fashion-mnist",
         preset="fashion-mnist",
         datasets=("fashion-mnist",),
-        similarities=("cosine", "euclidean", "diagonal", "block_diagonal", "gssf"),
+        similarities=("cosine", "euclidean", "diagonal", "block_diagonal", "gssf", "bilinear", "gssf_dynamic"),
         description="Fashion-MNIST class-disjoint retrieval: train on classes 0-4 (10,000-image subset), "
         "leave-one-out test on the 5,000 test images of classes 5-9 (EfficientNet-Lite0 64 px features, "
         "linear head to 256-d, triplet + proxy cross-entropy; R@K, MAP@R, R-Precision)",
@@ -83,7 +85,7 @@ DEMO_TASKS: Dict[str, DemoTask] = {
         name="emoji-fine-grained",
         preset="emoji-fine-grained",
         datasets=("emoji",),
-        similarities=("cosine", "euclidean", "diagonal", "block_diagonal", "gssf"),
+        similarities=("cosine", "euclidean", "diagonal", "block_diagonal", "gssf", "bilinear"),
         description="Emoji as SOP-like fine-grained retrieval: 1,906 classes x 3 vendor views, class-disjoint, "
         "leave-one-out over the test classes (EfficientNet-Lite0 224 px features, linear head to 256-d, "
         "triplet + proxy cross-entropy, P x K sampler; R@1/10/100, MAP@R, R-Precision)",
@@ -105,7 +107,7 @@ DEMO_TASKS: Dict[str, DemoTask] = {
         name="wesnoth",
         preset="wesnoth",
         datasets=("wesnoth",),
-        similarities=("cosine", "euclidean", "diagonal", "block_diagonal", "gssf", "bilinear"),
+        similarities=("cosine", "euclidean", "diagonal", "block_diagonal", "gssf", "bilinear", "gssf_dynamic"),
         description="Battle for Wesnoth unit sprites as CUB-like fine-grained retrieval: class = unit type, "
         "class-disjoint, leave-one-out over the test units' frames (EfficientNet-Lite0 128 px features, linear "
         "head to 256-d, triplet + proxy cross-entropy, P x K sampler; R@1/2/4/8, MAP@R, R-Precision)",
@@ -116,7 +118,7 @@ DEMO_TASKS: Dict[str, DemoTask] = {
         name="emoji-captions",
         preset="emoji-captions",
         datasets=("emoji-captions",),
-        similarities=("cosine", "diagonal", "block_diagonal", "gssf", "bilinear"),
+        similarities=("cosine", "diagonal", "block_diagonal", "gssf", "bilinear", "gssf_dynamic"),
         description="Emoji image <-> emojibase caption retrieval, many images per caption: 3,607 test images of "
         "488 unseen emoji in up to nine styles, one English 'label: tags' caption each; relevant = same emoji "
         "(EfficientNet-Lite0 128 px and all-MiniLM-L6-v2 features, linear heads to 256-d, InfoNCE)",
@@ -127,7 +129,7 @@ DEMO_TASKS: Dict[str, DemoTask] = {
         name="wesnoth-descriptions",
         preset="wesnoth-descriptions",
         datasets=("wesnoth",),
-        similarities=("cosine", "diagonal", "block_diagonal", "gssf", "bilinear"),
+        similarities=("cosine", "diagonal", "block_diagonal", "gssf", "bilinear", "gssf_dynamic"),
         description="Wesnoth unit description <-> sprite frame retrieval: 1,443 test frames of 62 unseen unit "
         "types, one English description each; relevant = same unit (EfficientNet-Lite0 128 px and "
         "all-MiniLM-L6-v2 features, linear heads to 256-d, InfoNCE)",

@@ -62,8 +62,18 @@ def _block_metrics(
         excluded = None if excluded is None else excluded[keep]
     relevant, q, r = relevant.to(dev), q.to(dev), r.to(dev)
     excluded = None if excluded is None else excluded.to(dev)
-    first = first_relevant_rank(block, relevant, excluded).cpu()
-    rel = top_relevance(block, q, gl.to(dev), excluded, int(r.max())).double()
+    top = top_relevance(block, q, gl.to(dev), excluded, int(r.max()))
+    # The window of the R_max best candidates is ranked exactly (pessimistic ties): where it
+    # holds a relevant item, its first position is the first relevant rank. Only the other
+    # rows need the count over the full row.
+    found = top.any(dim=1)
+    first = top.to(torch.uint8).argmax(dim=1)
+    missing = torch.nonzero(~found).flatten()
+    if missing.numel():
+        ex = None if excluded is None else excluded[missing]
+        first[missing] = first_relevant_rank(block[missing], relevant[missing], ex)
+    first = first.cpu()
+    rel = top.double()
     pos = torch.arange(1, rel.shape[1] + 1, device=dev, dtype=torch.float64)
     rel = rel * (pos.unsqueeze(0) <= r.unsqueeze(1))  # only the first R positions count
     precision = rel.cumsum(dim=1) / pos
