@@ -56,7 +56,10 @@ DEMO_TASKS: Dict[str, DemoTask] = {
         overrides=("train.num_threads=1",),
     ),
     # gssf_dynamic scores with 2h + 1 = 33 bilinear forms (benchmarks/similarity.py). It runs in the
-    # tasks whose losses score few items per step; identity cross-entropy against one proxy per
+    # image-text tasks and wesnoth (130 identity proxies: 7x a cosine run); in fashion-mnist its
+    # 5,000-image leave-one-out evaluations made one run last over 8 minutes on the shared
+    # machine (not measured to the end), so it is left out there for now. Identity
+    # cross-entropy against one proxy per
     # training identity (947 in emoji-styles, ~1,100 in emoji-reid, 1,906 classes in
     # emoji-fine-grained) makes its step 17x cosine's (315 against 18 ms on emoji-styles, one
     # thread: 12 minutes a run), so it is left out of those three. gssf_dynamic_mlp (an MLP per
@@ -75,7 +78,7 @@ DEMO_TASKS: Dict[str, DemoTask] = {
         name="fashion-mnist",
         preset="fashion-mnist",
         datasets=("fashion-mnist",),
-        similarities=("cosine", "euclidean", "diagonal", "block_diagonal", "gssf", "bilinear", "gssf_dynamic"),
+        similarities=("cosine", "euclidean", "diagonal", "block_diagonal", "gssf", "bilinear"),
         description="Fashion-MNIST class-disjoint retrieval: train on classes 0-4 (10,000-image subset), "
         "leave-one-out test on the 5,000 test images of classes 5-9 (EfficientNet-Lite0 64 px features, "
         "linear head to 256-d, triplet + proxy cross-entropy; R@K, MAP@R, R-Precision)",
