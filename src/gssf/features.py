@@ -379,19 +379,14 @@ def images_of(dataset: Any) -> str:
     return source if isinstance(source, str) and source else dataset.name
 
 
-def cache_dir(dataset: Any, home: Optional[PathLike] = None) -> Path:
+def cache_dir(dataset: Any, home: Optional[PathLike] = None, images: bool = False) -> Path:
     """``<features>/<dataset>/<split>/``, or ``<features>/<dataset>/root-<hash>/<split>/`` for a user root.
 
-    ``<dataset>`` is :func:`images_of` for image features (shared with the dataset the images come from).
+    With ``images``, ``<dataset>`` is :func:`images_of` (the image cache is shared with the
+    dataset the images come from).
     """
     tag = root_tag(dataset, home)
-    base = features_dir(home) / dataset.name
-    return (base / tag if tag else base) / dataset.split
-
-
-def _image_cache_dir(dataset: Any, home: Optional[PathLike] = None) -> Path:
-    tag = root_tag(dataset, home)
-    base = features_dir(home) / images_of(dataset)
+    base = features_dir(home) / (images_of(dataset) if images else dataset.name)
     return (base / tag if tag else base) / dataset.split
 
 
@@ -402,7 +397,7 @@ def cache_path(
     tag = f"{modality}-{encoder}"
     if modality == "image" and "resolution" in key_parts.get("kwargs", {}):
         tag += f"-{key_parts['kwargs']['resolution']}px"
-    folder = _image_cache_dir(dataset, home) if modality == "image" else cache_dir(dataset, home)
+    folder = cache_dir(dataset, home, images=modality == "image")
     return folder / f"{tag}-{_key(key_parts)}.npz"
 
 
@@ -565,7 +560,7 @@ def get_features(
         skipped: List[Dict[str, str]] = []
     else:
         img_kw = {"resolution": int(resolution), **(image_encoder_kwargs or {})}
-        folder = _image_cache_dir(ds, data_home)
+        folder = cache_dir(ds, data_home, images=True)
         digests = image_digests(ds.images, index_path=folder.parent / f"{ds.split}.content.json",
                                 max_bytes=max(MAX_IMAGE_BYTES, MAX_SVG_BYTES), strict=not skip_bad_images)  # fmt: skip
         key = _image_key(ds, image_encoder, img_kw, digests)

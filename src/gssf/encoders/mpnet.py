@@ -25,7 +25,7 @@ from typing import Any, Callable, Dict, List, Optional, Union
 
 import torch
 
-from gssf.encoders.minilm import MiniLMEncoder, load_sentence_transformer
+from gssf.encoders.minilm import MiniLMEncoder
 from gssf.encoders.registry import register_encoder
 from gssf.errors import GssfError
 from gssf.utils.io import sha256_file
@@ -152,13 +152,10 @@ class MPNetEncoder(MiniLMEncoder):
     default_batch_size = 64
 
     def __init__(self, device: Union[str, torch.device] = "cpu", home: Optional[Union[str, Path]] = None) -> None:
-        from gssf.encoders.base import Encoder
+        super().__init__(device, home=home)
 
-        Encoder.__init__(self, device)
-        self.path = str(model_folder(home))
-        self.module = load_sentence_transformer(self.path, self.device)
-        get_dim = getattr(self.module, "get_embedding_dimension", None) or self.module.get_sentence_embedding_dimension
-        self.dim = int(get_dim() or 768)
+    def _model_path(self, home: Optional[Union[str, Path]] = None) -> Path:  # type: ignore[override]
+        return model_folder(home)
 
     def config(self) -> Dict[str, Any]:
         return {**super().config(), "weights_sha256": WEIGHTS_SHA256}
