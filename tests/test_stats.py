@@ -433,3 +433,91 @@ def test_summary_row_from_statistics():
     with pytest.raises(SummaryError, match="2 seeds named"):
         summary_row(task="t", setting="s", dataset="d", similarity="g", metric="m", seeds=[0, 1], params=0,
                     member=member, delta=delta)
+
+
+# --------------------------------------------------------------------------- clustered queries
+def _copies(values, copies):
+    """Every query repeated ``copies`` times (columns), and the cluster label of each column."""
+    return np.repeat(values, copies, axis=1), np.repeat(np.arange(values.shape[1]), copies)
+
+
+def test_clusters_make_exact_copies_of_a_query_count_once():
+    # 28 identical translations of each query carry the information of one query: resampled by
+    # cluster, the interval is that of the 60 originals; resampled by query it is far too narrow.
+    rng = np.random.default_rng(4)
+    a, b = _continuous(rng, 5, 60)
+    alone = paired_bootstrap(a, b, n_boot=3000, seed=1)
+    (ca, labels), (cb, _) = _copies(a, 28), _copies(b, 28)
+    clustered = paired_bootstrap(ca, cb, n_boot=3000, seed=2, clusters=labels)
+    naive = paired_bootstrap(ca, cb, n_boot=3000, seed=2)
+    width = alone.ci_high - alone.ci_low
+    assert clustered.delta == pytest.approx(alone.delta)
+    assert clustered.ci_high - clustered.ci_low == pytest.approx(width, rel=0.12)
+    assert naive.ci_high - naive.ci_low < 0.6 * width
+
+
+def test_singleton_clusters_give_the_per_query_interval():
+    rng = np.random.default_rng(5)
+    a, b = _continuous(rng, 5, 300)
+    plain = paired_bootstrap(a, b, n_boot=3000, seed=1)
+    single = paired_bootstrap(a, b, n_boot=3000, seed=1, clusters=np.arange(300)[::-1].copy())
+    assert single.ci_high - single.ci_low == pytest.approx(plain.ci_high - plain.ci_low, rel=0.1)
+    member = summarize_member(a, n_boot=500, clusters=np.arange(300))
+    assert member.mean == pytest.approx(a.mean())
+
+
+def test_clusters_of_two_query_sets_are_drawn_together_against_an_explicit_reference():
+    # One seed, two sets sharing labels: a replicate draws clusters once; each set's metric is
+    # the mean over its queries of drawn clusters, with multiplicity. Explicit loop as reference.
+    rng = np.random.default_rng(6)
+    g_img, g_txt = rng.integers(0, 12, 40), rng.integers(0, 12, 25)
+    g_img[:12], g_txt[:12] = np.arange(12), np.arange(12)  # every cluster in both sets
+    a = {"i2t": {"x": rng.normal(0, 1, (1, 40))}, "t2i": {"y": rng.normal(0, 1, (1, 25))}}
+    b = {"i2t": {"x": np.zeros((1, 40))}, "t2i": {"y": np.zeros((1, 25))}}
+    got = paired_bootstrap(a, b, stat=rsum, n_boot=4000, seed=3, clusters={"i2t": g_img, "t2i": g_txt})
+    ref = []
+    r = np.random.default_rng(11)
+    for _ in range(4000):
+        drawn = r.integers(0, 12, 12)
+        rows_i = np.concatenate([np.flatnonzero(g_img == c) for c in drawn])
+        rows_t = np.concatenate([np.flatnonzero(g_txt == c) for c in drawn])
+        ref.append(a["i2t"]["x"][0, rows_i].mean() + a["t2i"]["y"][0, rows_t].mean())
+    lo, hi = np.quantile(ref, [0.025, 0.975])
+    assert got.ci_low == pytest.approx(lo, abs=0.12) and got.ci_high == pytest.approx(hi, abs=0.12)
+    indep = paired_bootstrap(a, b, stat=rsum, n_boot=4000, seed=3)
+    assert got.ci_high - got.ci_low != pytest.approx(indep.ci_high - indep.ci_low, rel=0.02)
+
+
+@pytest.mark.parametrize(
+    "clusters,message",
+    [
+        ({"t2i": np.arange(4)}, "do not have"),
+        ({"queries": np.arange(3)}, "one label per query"),
+        ({"queries": np.linspace(0, 1, 4)}, "integer labels"),
+        ("abc", "one label per query"),
+    ],
+)
+def test_bad_clusters_are_refused(clusters, message):
+    a = np.ones((2, 4))
+    if isinstance(clusters, dict):
+        with pytest.raises(StatisticsError, match=message):
+            paired_bootstrap({"queries": {"v": a}}, {"queries": {"v": a}}, n_boot=10, clusters=clusters)
+    else:
+        with pytest.raises(StatisticsError, match=message):
+            paired_bootstrap(a, a, n_boot=10, clusters=clusters)
+
+
+def test_compare_runs_reads_the_runs_query_clusters():
+    better, worse = _image_text_runs(2.0), _image_text_runs(0.5)
+    labels = {"i2t": list(range(20)), "t2i": [int(t) for t in np.arange(40) % 20]}
+    with_c = [{**r, "query_clusters": labels} for r in better]
+    base_c = [{**r, "query_clusters": labels} for r in worse]
+    got = compare_runs(with_c, base_c, "rsum", n_boot=300)
+    assert got.per_seed == pytest.approx([a["rsum"] - b["rsum"] for a, b in zip(better, worse)])
+    assert summarize_runs(with_c, "rsum", n_boot=100).mean == pytest.approx(np.mean([r["rsum"] for r in better]))
+    with pytest.raises(StatisticsError, match="different query clusters"):
+        compare_runs(with_c, worse, "rsum", n_boot=50)
+    other = [dict(r) for r in with_c]
+    other[1] = {**other[1], "query_clusters": {"i2t": list(range(20))[::-1], "t2i": labels["t2i"]}}
+    with pytest.raises(StatisticsError, match="other query clusters"):
+        compare_runs(other, base_c, "rsum", n_boot=50)

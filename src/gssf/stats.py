@@ -12,8 +12,10 @@
 Per-query values are grouped in **query sets**: the queries of one direction of one
 evaluation (``"i2t"``: images, ``"t2i"``: texts, ``"queries"``: re-ID / retrieval
 queries). Values of one query set are resampled with the same indices (R@1 and R@5 of
-an image query move together); different query sets are resampled independently. A
-metric is a function of per-seed *means* of per-query values (every reported metric
+an image query move together); different query sets are resampled independently,
+unless ``clusters`` ties queries together (the images and captions of one emoji of a
+grouped image-text benchmark are one draw: its 28 translations are not 28 independent
+queries). A metric is a function of per-seed *means* of per-query values (every reported metric
 except the median ranks is one), so a replicate never materialises resampled arrays:
 it weights the queries by their resampling counts. See ``docs/evaluation.md``.
 """
@@ -196,8 +198,37 @@ def _unstack(flat: Mapping[str, np.ndarray], like: Dict[str, Dict[str, np.ndarra
     return out
 
 
+def _check_clusters(
+    clusters: Optional[Mapping[str, Any]], sets: Dict[str, Dict[str, np.ndarray]], plain: bool
+) -> Optional[Dict[str, np.ndarray]]:
+    """``{query set: (Q,) int64 index into one shared label space}`` of the clustered sets, or None."""
+    if clusters is None:
+        return None
+    if plain:
+        clusters = {_PLAIN[0]: clusters}
+    if not isinstance(clusters, Mapping):
+        raise StatisticsError("clusters must map query sets to one cluster label per query (or be one array for plain input)")
+    unknown = [k for k in clusters if k not in sets]
+    if unknown:
+        raise StatisticsError(f"clusters name query set(s) {unknown} that the values do not have ({list(sets)})")
+    labels: Dict[str, np.ndarray] = {}
+    for name, lab in clusters.items():
+        arr = np.asarray(lab)
+        queries = next(iter(sets[name].values())).shape[1]
+        if arr.ndim != 1 or arr.shape[0] != queries:
+            raise StatisticsError(f"clusters[{name!r}] needs one label per query ({queries}), got shape {arr.shape}")
+        if arr.dtype.kind not in "iu":
+            raise StatisticsError(f"clusters[{name!r}] must hold integer labels, got {arr.dtype}")
+        labels[name] = arr.astype(np.int64)
+    if not labels:
+        return None
+    union = np.unique(np.concatenate(list(labels.values())))
+    return {name: np.searchsorted(union, lab) for name, lab in labels.items()}
+
+
 def _replicates(
-    members: List[Dict[str, Dict[str, np.ndarray]]], stat: Stat, n_boot: int, seed: int
+    members: List[Dict[str, Dict[str, np.ndarray]]], stat: Stat, n_boot: int, seed: int,
+    clusters: Optional[Dict[str, np.ndarray]] = None,
 ) -> Tuple[np.ndarray, np.ndarray]:
     """``(per_seed (M, S), replicates (M, n_boot))`` of the metric for every member.
 
@@ -205,21 +236,33 @@ def _replicates(
     ``Q`` queries with replacement; every member sees the same draws (paired). Its value
     is the mean over the drawn seeds of the metric of each drawn seed's means over the
     drawn queries: counts-weighted sums, computed member by member so that identical
-    members give bit-identical replicates.
+    members give bit-identical replicates. The query sets in ``clusters`` (from
+    :func:`_check_clusters`) are resampled by cluster instead, all of them with one draw
+    of the clusters: a query weighs as often as its cluster was drawn (a weighted mean).
     """
     like = members[0]
     seeds = next(iter(next(iter(like.values())).values())).shape[0]
     stacks = [_stacked(m) for m in members]
     sizes = {s: st.shape[0] for s, st in stacks[0].items()}
+    clusters = clusters or {}
+    num_clusters = 1 + max((int(c.max()) for c in clusters.values() if c.size), default=-1)
     per_seed = np.stack([np.asarray(stat(_unstack({s: st.mean(axis=0) for s, st in m.items()}, like)), dtype=np.float64)
                          for m in stacks])
     rng = np.random.default_rng(seed)
-    step = max(1, _CELLS_PER_CHUNK // max(max(sizes.values()), seeds))
+    step = max(1, _CELLS_PER_CHUNK // max(max(sizes.values()), seeds, num_clusters))
     out = np.empty((len(members), n_boot))
     for lo in range(0, n_boot, step):
         b = min(step, n_boot - lo)
         seed_w = _counts(rng, b, seeds) if seeds > 1 else np.ones((b, 1))
-        query_w = {s: _counts(rng, b, q) for s, q in sizes.items()}
+        query_w = {s: _counts(rng, b, q) for s, q in sizes.items() if s not in clusters}
+        if clusters:
+            drawn = _counts(rng, b, num_clusters)
+            for s, c in clusters.items():
+                w = drawn[:, c]
+                total = w.sum(axis=1, keepdims=True)
+                # A replicate that draws no cluster of this set (possible only when the set
+                # lacks some clusters) keeps the set's own queries with weight one.
+                query_w[s] = np.where(total > 0, w * (sizes[s] / np.maximum(total, 1.0)), 1.0)
         for i, m in enumerate(stacks):
             means = {s: (query_w[s] @ st) / sizes[s] for s, st in m.items()}  # (b, K * S)
             values = np.asarray(stat(_unstack(means, like)), dtype=np.float64)  # (b, S)
@@ -233,7 +276,8 @@ def _interval(replicates: np.ndarray, ci: float) -> Tuple[float, float]:
 
 
 def paired_bootstrap(
-    a: Any, b: Any, *, stat: Union[str, Stat] = "mean", n_boot: int = 2000, seed: int = 0, ci: float = 0.95
+    a: Any, b: Any, *, stat: Union[str, Stat] = "mean", n_boot: int = 2000, seed: int = 0, ci: float = 0.95,
+    clusters: Optional[Mapping[str, Any]] = None,
 ) -> PairedBootstrap:
     """Difference ``a - b`` of two members on identical seeds and test queries, with a bootstrap CI.
 
@@ -248,6 +292,12 @@ def paired_bootstrap(
         n_boot: bootstrap replicates.
         seed: seed of the resampling (results are deterministic).
         ci: confidence level of the percentile interval.
+        clusters: queries that are not independent draws, resampled together: ``{query
+            set: (queries,) integer labels}`` (one array for plain input). The labels of all
+            the sets named share one space and are drawn once per replicate, e.g. the emoji
+            of an image-text benchmark with many images and captions per emoji:
+            ``{"i2t": image_groups, "t2i": text_groups}`` resamples emoji, each with all its
+            images and captions. Sets not named are resampled by query.
 
     Each replicate resamples the seeds with replacement and, independently per query set,
     the queries with replacement, identically for ``a`` and ``b`` (paired). With one seed
@@ -269,20 +319,21 @@ def paired_bootstrap(
         raise StatisticsError("a and b must both be arrays or both be dicts of query sets")
     _same_layout(sa, sb)
     fn = _resolve_stat(stat, plain_a, sa)
-    per_seed, reps = _replicates([sa, sb], fn, int(n_boot), int(seed))
+    per_seed, reps = _replicates([sa, sb], fn, int(n_boot), int(seed), _check_clusters(clusters, sa, plain_a))
     diff = per_seed[0] - per_seed[1]
     lo, hi = _interval(reps[0] - reps[1], float(ci))
     return PairedBootstrap(float(diff.mean()), lo, hi, tuple(diff.tolist()), int(n_boot), float(ci))
 
 
 def summarize_member(
-    values: Any, *, stat: Union[str, Stat] = "mean", n_boot: int = 2000, seed: int = 0, ci: float = 0.95
+    values: Any, *, stat: Union[str, Stat] = "mean", n_boot: int = 2000, seed: int = 0, ci: float = 0.95,
+    clusters: Optional[Mapping[str, Any]] = None,
 ) -> MemberSummary:
     """Mean, sample std over seeds and bootstrap CI of one member (arguments as :func:`paired_bootstrap`)."""
     _check_options(n_boot, ci, seed)
     sets, plain = _as_query_sets(values, "values")
     fn = _resolve_stat(stat, plain, sets)
-    per_seed, reps = _replicates([sets], fn, int(n_boot), int(seed))
+    per_seed, reps = _replicates([sets], fn, int(n_boot), int(seed), _check_clusters(clusters, sets, plain))
     vals = per_seed[0]
     std = float(vals.std(ddof=1)) if vals.size > 1 else 0.0
     lo, hi = _interval(reps[0], float(ci))
@@ -375,6 +426,20 @@ def metric_inputs(runs: Sequence[Mapping[str, Any]], metric: str) -> Tuple[Dict[
     return arrays, stat, identity
 
 
+def _run_clusters(runs: Sequence[Mapping[str, Any]], sets: Mapping[str, Any], metric: str) -> Optional[Dict[str, np.ndarray]]:
+    """The ``query_clusters`` the runs share (``{query set: labels}``), restricted to ``sets``; None if they have none."""
+    found = [r.get("query_clusters") for r in runs]
+    if all(f is None for f in found):
+        return None
+    first = found[0]
+    if not isinstance(first, Mapping):
+        raise StatisticsError(f"{metric}: query_clusters must map query sets to labels, got {type(first).__name__}")
+    for s, f in enumerate(found[1:], start=1):
+        if not isinstance(f, Mapping) or set(f) != set(first) or not all(np.array_equal(f[k], first[k]) for k in first):
+            raise StatisticsError(f"{metric}: run {s} has other query clusters than run 0; seeds must share queries")
+    return {k: np.asarray(v) for k, v in first.items() if k in sets}
+
+
 def compare_runs(
     runs: Sequence[Mapping[str, Any]],
     baseline_runs: Sequence[Mapping[str, Any]],
@@ -386,13 +451,21 @@ def compare_runs(
 ) -> PairedBootstrap:
     """:func:`paired_bootstrap` of ``metric`` between two members' per-seed evaluation dicts.
 
-    ``runs[s]`` and ``baseline_runs[s]`` must be the same seed on the same test queries.
+    ``runs[s]`` and ``baseline_runs[s]`` must be the same seed on the same test queries. Runs
+    that carry ``query_clusters`` (``{query set: labels}``, the same in every run) are
+    resampled by cluster (see :func:`paired_bootstrap`).
     """
     a, stat, ident_a = metric_inputs(runs, metric)
     b, _, ident_b = metric_inputs(baseline_runs, metric)
     if ident_a != ident_b:
         raise StatisticsError(f"{metric}: the two members were evaluated on different queries (query_index/folds)")
-    return paired_bootstrap(a, b, stat=stat, n_boot=n_boot, seed=seed, ci=ci)
+    clusters = _run_clusters(runs, a, metric)
+    base_clusters = _run_clusters(baseline_runs, b, metric)
+    if (clusters is None) != (base_clusters is None) or (
+        clusters is not None and not all(np.array_equal(clusters[k], base_clusters[k]) for k in clusters)  # type: ignore[index]
+    ):
+        raise StatisticsError(f"{metric}: the two members' runs give different query clusters")
+    return paired_bootstrap(a, b, stat=stat, n_boot=n_boot, seed=seed, ci=ci, clusters=clusters)
 
 
 def summarize_runs(
@@ -400,7 +473,7 @@ def summarize_runs(
 ) -> MemberSummary:
     """:func:`summarize_member` of ``metric`` from one member's per-seed evaluation dicts."""
     values, stat, _ = metric_inputs(runs, metric)
-    return summarize_member(values, stat=stat, n_boot=n_boot, seed=seed, ci=ci)
+    return summarize_member(values, stat=stat, n_boot=n_boot, seed=seed, ci=ci, clusters=_run_clusters(runs, values, metric))
 
 
 # --------------------------------------------------------------------------- summary.json

@@ -145,6 +145,7 @@ def test_emoji_captions_locales_and_errors(tiny: Path, tmp_path: Path) -> None:
     en = _load(tiny, "train")
     assert both.num_captions == 2 * en.num_captions and both.num_images == en.num_images
     assert both.captions[1].startswith("de label") and both.text_groups[0] == both.text_groups[1]
+    assert _load(tiny, "train", locale=["en", "en"]).captions == en.captions  # the same caption twice is one caption
     with pytest.raises(GssfError, match="unknown locale.s. xx; choose from bn, da"):
         _load(tiny, "train", locale="xx")
     with pytest.raises(FileNotFoundError, match=r"fr.json"):
@@ -257,7 +258,12 @@ def test_real_emoji_captions_counts() -> None:
         got[split] = (ds.num_images, ds.num_captions, _digest(ds.captions))
     assert got == REAL_EMOJI, got
     test = data.load("emoji-captions", split="test", locale="all")
-    assert test.num_captions == len(ec.LOCALES) * REAL_EMOJI["test"][1]
+    multi = data.load("emoji-captions-multilingual", split="test")
+    assert multi.captions == test.captions and multi.name == "emoji-captions-multilingual"
+    per_group = np.bincount(multi.text_groups)
+    # 28 locales, a caption that two locales spell alike (en / en-gb) counted once
+    assert multi.num_captions == 12884 and per_group.max() == len(ec.LOCALES) and per_group[per_group > 0].min() >= 20
+    assert multi.meta["images_of"] == "emoji-styles" and multi.num_images == REAL_EMOJI["test"][0]
 
 
 @pytest.mark.slow
@@ -266,3 +272,6 @@ def test_real_wesnoth_descriptions_counts() -> None:
     got = {s: (d.num_images, d.num_captions) for s in ("train", "val", "test")
            for d in [data.load("wesnoth-descriptions", split=s)]}  # fmt: skip
     assert got == REAL_WESNOTH, got
+    multi = {s: (d.num_images, d.num_captions, len(set(d.text_groups.tolist()))) for s in ("train", "val", "test")
+             for d in [data.load("wesnoth-descriptions-multilingual", split=s)]}  # fmt: skip
+    assert multi == {"train": (3269, 3288, 130), "val": (365, 530, 22), "test": (1443, 1451, 62)}, multi

@@ -129,8 +129,38 @@ RIDER = ["rider.png", "rider-defend-01.png", "rider-defend-02.png", "rider-idle-
          "rider-idle-3.png"]  # fmt: skip
 
 
+def _mo(messages: Dict[str, str]) -> bytes:
+    """A GNU gettext catalogue (``.mo``, little-endian) holding ``messages`` and a UTF-8 header."""
+    import struct
+
+    messages = {"": "Content-Type: text/plain; charset=UTF-8\n", **messages}
+    keys = sorted(messages, key=lambda k: k.encode())
+    ids = strs = b""
+    entries = []
+    for k in keys:
+        kb, vb = k.encode(), messages[k].encode()
+        entries.append((len(ids), len(kb), len(strs), len(vb)))
+        ids, strs = ids + kb + b"\0", strs + vb + b"\0"
+    n = len(keys)
+    key_start = 28 + 16 * n
+    value_start = key_start + len(ids)
+    table = b"".join(struct.pack("<2I", lk, ok + key_start) for ok, lk, _, _ in entries)
+    table += b"".join(struct.pack("<2I", lv, ov + value_start) for _, _, ov, lv in entries)
+    return struct.pack("<7I", 0x950412DE, 0, n, 28, 28 + 8 * n, 0, 0) + table + ids + strs
+
+
+LOCALE = "usr/share/games/wesnoth/1.16/locale/"
+ARCHER_TEXT = 'Elves learn archery young. # not a comment\nThey say "aim twice".\n\nSecond paragraph.'
+
+
 def _files() -> Dict[str, bytes]:
     files: Dict[str, bytes] = {
+        LOCALE + "de/LC_MESSAGES/wesnoth-units.mo": _mo({"Goblins on wolves.": "Goblins auf Wölfen.",
+                                                         ARCHER_TEXT: "Elfen lernen früh.", "Other.": "Anders."}),
+        LOCALE + "fr/LC_MESSAGES/wesnoth-units.mo": _mo({"Goblins on wolves.": "Gobelins sur des loups.",
+                                                         "Shamans heal.": "Shamans heal."}),  # same as English: dropped
+        LOCALE + "en@shaw/LC_MESSAGES/wesnoth-units.mo": _mo({"Goblins on wolves.": "\U00010450"}),  # not read
+        LOCALE + "de/LC_MESSAGES/wesnoth-lib.mo": _mo({"Goblins on wolves.": "wrong domain"}),  # not read
         CORE + "macros/animation-utils.cfg": MACROS_CFG.encode(),
         CORE + "units/elves/Elves.cfg": UNITS_A.encode(),
         CORE + "units/goblins/Rider.cfg": UNITS_B.encode(),
@@ -308,3 +338,32 @@ def test_real_wesnoth_counts_and_splits() -> None:
     assert len(frames) == 23 and "units/drakes/clasher-spear-s-6.png" in frames
     img = test.image(0)
     assert img.mode == "RGB" and img.size[0] >= 72
+
+
+def test_translations_come_from_the_units_catalogues(home: Path, tmp_path: Path) -> None:
+    root = home / "wesnoth"
+    assert not (root / "locale").exists()  # the catalogues are read at prepare time, then dropped
+    doc = json.loads((root / "translations.json").read_text())
+    got = {u["id"]: u["descriptions"] for u in doc["units"]}
+    assert got == {"Wolf Rider": {"de": "Goblins auf Wölfen.", "fr": "Gobelins sur des loups."},
+                   "Elvish Archer": {"de": "Elfen lernen früh."}}  # fmt: skip
+    loaded = [wn.load_wesnoth_descriptions_multilingual(root, s) for s in ("train", "val", "test") if _has(home, s)]
+    captions = {ds.meta["names"][int(g)]: [] for ds in loaded for g in ds.text_groups}
+    for ds in loaded:
+        assert ds.name == "wesnoth-descriptions-multilingual" and ds.meta["images_of"] == "wesnoth"
+        for g, c in zip(ds.text_groups.tolist(), ds.captions):
+            captions[ds.meta["names"][g]].append(c)
+    assert captions["Wolf Rider"] == ["Goblins on wolves.", "Goblins auf Wölfen.", "Gobelins sur des loups."]
+    assert captions["Elvish Shaman"] == ["Shamans heal."]
+    assert captions["Elvish Archer"][1] == "Elfen lernen früh."
+    one = [wn.load_wesnoth_descriptions(root, s, languages=["fr"]) for s in ("train", "val", "test") if _has(home, s)]
+    assert sum(len(d.captions) for d in one) == 4
+    with pytest.raises(GssfError, match="unknown language"):
+        wn.load_wesnoth_descriptions(root, "train", languages=["xx"])
+    # a damaged catalogue or translations file is refused by name
+    (tmp_path / "de.mo").write_bytes(b"not a catalogue at all")
+    with pytest.raises(GssfError, match="de.mo is not a readable gettext catalogue"):
+        wn.build_translations([{"id": "X", "description": "x"}], tmp_path)
+    (tmp_path / "translations.json").write_text(json.dumps({"format": 1, "units": [{"id": 3, "descriptions": {}}]}))
+    with pytest.raises(GssfError, match="unit entry 0"):
+        wn._read_translations(tmp_path)

@@ -32,6 +32,9 @@ class _Task:
         self.calls.append(("evaluate", split, per_query))
         return {"rsum": 50.0, "per_query": {"i2t_R@1": np.array([100.0, 0.0])}}
 
+    def query_clusters(self, split: str) -> Dict[str, List[int]]:
+        return {"i2t": [0, 1]}
+
 
 def _fake_trainer(monkeypatch: pytest.MonkeyPatch) -> List[Any]:
     """``gssf.train.run`` writes what the trainer writes (results, per-query values); returns the calls."""

@@ -72,3 +72,32 @@ def test_demo_writes_report_and_reuses_finished_runs(
 def test_demo_rejects_unknown_task(capsys: pytest.CaptureFixture) -> None:
     assert main(["demo", "--tasks", "nope"]) == 2
     assert "unknown demo task(s) ['nope']" in capsys.readouterr().err
+
+
+def test_tune_chooses_each_learnable_members_lr_on_validation_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gssf.demo.tuning import lr_grid
+
+    monkeypatch.chdir(tmp_path)
+    argv = ["demo", "--seeds", "0", "--similarities", "cosine", "diagonal", "--epochs", "3", "--out", "demo",
+            "--no-progress", "--no-figures", "--tune"]
+    assert main(argv) == 0
+    tuning = json.loads(Path("demo/tux/tuning.json").read_text())
+    # cosine has nothing to tune; diagonal gets the grid around the preset's similarity lr (0.003)
+    assert list(tuning["members"]) == ["diagonal"] and tuning["split"] == "val" and tuning["seed"] == 100
+    member = tuning["members"]["diagonal"]
+    assert member["grid"] == lr_grid(0.003) == [0.001, 0.003, 0.009] and len(member["val"]) == 3
+    best = max(member["val"])
+    assert member["val"][member["grid"].index(member["selected"])] == best
+    assert member["val"][1] < best or member["selected"] == 0.003  # a tie keeps the preset's
+    for lr in member["grid"]:  # tuning runs never read the test split
+        assert json.loads(Path(f"demo/tux/tuning/diagonal/lr{lr:g}/results.json").read_text())["test"] is None
+        key = json.loads(Path(f"demo/tux/tuning/diagonal/lr{lr:g}.demo.json").read_text())
+        assert key["train"]["seed"] == 100 and key["optim"]["similarity_lr"] == lr and key["eval"]["test"] is False
+    # the reporting run used the chosen lr; the report says what was tuned
+    run_cfg = json.loads(Path("demo/tux/diagonal/seed0.demo.json").read_text())
+    assert run_cfg["optim"]["similarity_lr"] == member["selected"] and run_cfg["train"]["seed"] == 0
+    report = json.loads(Path("demo/report.json").read_text())
+    assert report["tuning"]["tux"] == tuning and "diagonal" in report["meta"]["tuning"]
+    assert read_summary(Path("demo/summary.json"))["command"].endswith("--tune")

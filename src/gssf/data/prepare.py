@@ -40,7 +40,8 @@ MARKER = "prepared.json"
 
 #: Bump a dataset's format to make ``prepare`` rebuild copies made by older code.
 FORMATS: Dict[str, int] = {"tux": 1, "emoji": 1, "fashion-mnist": 1}
-FORMATS.update({"emoji-styles": 1, "emoji-styles-sa": 1, "wesnoth": 1, "emoji-captions": 1})
+# wesnoth 2: adds translations.json (the unit descriptions in 34 languages)
+FORMATS.update({"emoji-styles": 1, "emoji-styles-sa": 1, "wesnoth": 2, "emoji-captions": 1})
 PREPARABLE: Tuple[str, ...] = tuple(FORMATS)
 #: What ``all`` means: the sets the tests use (emoji-styles renders for minutes: name it to get it).
 ALL: Tuple[str, ...] = ("tux", "emoji", "fashion-mnist")

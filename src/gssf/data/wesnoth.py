@@ -19,12 +19,19 @@ Layout in the data home::
     wesnoth/manifest.json            unit types: id, name, race, English description, frames
     wesnoth/images/units/**.png      the unit sprites (72 x 72 mostly, transparent)
     wesnoth/cfg/units/**.cfg         the WML the manifest was read from (and cfg/macros/)
+    wesnoth/translations.json        the descriptions in the game's translations (wesnoth-units.mo)
     wesnoth/COPYRIGHT
+
+The translations (``wesnoth-descriptions-multilingual``) are looked up in the package's
+``locale/<lang>/LC_MESSAGES/wesnoth-units.mo`` catalogues by the English description (the
+catalogue's message id), for the languages of :data:`LANGUAGES`; a unit keeps the English
+text and every translation that differs from it.
 """
 from __future__ import annotations
 
 import json
 import re
+import shutil
 from dataclasses import dataclass, field
 from itertools import product
 from pathlib import Path
@@ -43,6 +50,17 @@ DATA_PREFIX = "usr/share/games/wesnoth/1.16/data/core/"
 COPYRIGHT = f"usr/share/doc/{PACKAGE}/copyright"
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1
+TRANSLATIONS = "translations.json"
+TRANSLATIONS_FORMAT = 1
+LOCALE_PREFIX = "usr/share/games/wesnoth/1.16/locale/"
+#: The catalogues read: every language the 1.16 package translates most unit descriptions
+#: into (>= 25 of the 214 kept units), one script per language (not en@shaw, en_GB,
+#: sr@latin / sr@ijekavian*, racv: transliterations or near-copies of another entry).
+LANGUAGES: Tuple[str, ...] = (
+    "bg", "ca", "cs", "da", "de", "el", "eo", "es", "et", "fi", "fr", "gd", "gl", "hu", "id", "it", "ja", "ko",
+    "lt", "lv", "nb_NO", "nl", "pl", "pt", "pt_BR", "ru", "sk", "sr", "sv", "tr", "uk", "vi", "zh_CN", "zh_TW",
+)  # fmt: skip
+MAX_CATALOGUE_BYTES = 16 << 20
 DEFAULT_MIN_FRAMES = 5
 LAYOUT = "ROOT/manifest.json, ROOT/images/units/<race>/<sprite>.png (written by `gssf data prepare wesnoth`)"
 
@@ -501,15 +519,25 @@ def prepare_wesnoth(
                 return dest + rel
         return None
 
+    def select_all(name: str) -> Optional[str]:
+        if name.startswith(LOCALE_PREFIX) and name.endswith("/LC_MESSAGES/wesnoth-units.mo"):
+            lang = name[len(LOCALE_PREFIX) :].split("/", 1)[0]
+            return f"locale/{lang}.mo" if lang in LANGUAGES else None
+        return select(name)
+
     log(f"  unpacking the unit files of {path.name}")
-    n = prep._extract_deb(path, work, select, progress, "wesnoth: unpack")
+    n = prep._extract_deb(path, work, select_all, progress, "wesnoth: unpack")
     manifest = build_manifest(work / "cfg", work / "images")
     (work / MANIFEST).write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    translations = build_translations(manifest["units"], work / "locale")
+    (work / TRANSLATIONS).write_text(json.dumps(translations, ensure_ascii=False) + "\n", encoding="utf-8")
+    shutil.rmtree(work / "locale", ignore_errors=True)  # the catalogues are read: their descriptions are kept
     units = manifest["units"]
     kept = [u for u in units if not u["hidden"] and len(u["frames"]) >= DEFAULT_MIN_FRAMES]
     return {
         "sources": [{"registry": "debian", "package": PACKAGE, "version": package_version(path), "licence": "GPL-2+"}],
         "extracted_files": n,
+        "translated_units": len(translations["units"]),
         "items": {
             "unit_types": len(units),
             "classes": len(kept),
@@ -517,6 +545,36 @@ def prepare_wesnoth(
             "with_description": sum(bool(u["description"]) for u in kept),
         },
     }
+
+
+def build_translations(units: Sequence[Mapping[str, Any]], locale: Path) -> Dict[str, Any]:
+    """``translations.json``: ``{"units": [{"id", "descriptions": {lang: text}}]}`` from the ``<lang>.mo`` catalogues.
+
+    A description is looked up by its English text (the catalogue's message id); only
+    translations that differ from the English text are kept. A catalogue that is not a
+    valid ``.mo`` file, or larger than :data:`MAX_CATALOGUE_BYTES`, is refused.
+    """
+    import gettext
+
+    out: Dict[str, Dict[str, str]] = {u["id"]: {} for u in units}
+    for lang in LANGUAGES:
+        path = locale / f"{lang}.mo"
+        if not path.is_file():
+            continue
+        if path.stat().st_size > MAX_CATALOGUE_BYTES:
+            raise GssfError(f"{path} is larger than {MAX_CATALOGUE_BYTES >> 20} MB; refused")
+        try:
+            with open(path, "rb") as fh:
+                catalogue = gettext.GNUTranslations(fh)._catalog  # type: ignore[attr-defined]
+        except (OSError, UnicodeDecodeError, ValueError) as exc:  # gettext raises OSError on a bad magic number
+            raise GssfError(f"{path} is not a readable gettext catalogue: {exc}") from None
+        for u in units:
+            english = u.get("description") or ""
+            text = catalogue.get(english) if english else None
+            if isinstance(text, str) and text.strip() and text != english:
+                out[u["id"]][lang] = text
+    units_out = [{"id": k, "descriptions": v} for k, v in out.items() if v]
+    return {"format": TRANSLATIONS_FORMAT, "languages": list(LANGUAGES), "units": units_out}
 
 
 # --------------------------------------------------------------------------- loader
@@ -580,23 +638,71 @@ def load_wesnoth(root: Path, split: str = "train", min_frames: int = DEFAULT_MIN
 
 
 def load_wesnoth_descriptions(
-    root: Path, split: str = "train", min_frames: int = DEFAULT_MIN_FRAMES, with_name: bool = False
+    root: Path, split: str = "train", min_frames: int = DEFAULT_MIN_FRAMES, with_name: bool = False,
+    languages: Sequence[str] = (),
 ) -> CrossModalDataset:
     """``wesnoth-descriptions``: a unit type's English description against its sprite frames.
 
     The classes and splits of :func:`load_wesnoth`; one caption per unit type (its
     description; ``with_name`` prefixes the unit's name, which makes the task much easier),
     relevant to every frame of the unit (``image_groups`` / ``text_groups`` = the label).
-    Unit types without a description are left out.
+    Unit types without a description are left out. ``languages`` (codes of
+    :data:`LANGUAGES`, or ``"all"``) adds the description's translations, after the English
+    text, as more captions of the unit.
     """
+    chosen = _languages(languages)
+    translated = _read_translations(Path(root)) if chosen else {}
     uni = load_wesnoth(root, split, min_frames)
     texts = {}
     for label, text in uni.meta["descriptions"].items():
         text = " ".join(str(text).split())
-        if text:
-            texts[label] = [f"{uni.label_names[label]}: {text}" if with_name else text]
+        if not text:
+            continue
+        versions = [text]
+        for lang in chosen:
+            other = " ".join(str(translated.get(lang, {}).get(uni.meta["unit_ids"][label], "")).split())
+            if other and other not in versions:
+                versions.append(other)
+        texts[label] = [f"{uni.label_names[label]}: {t}" if with_name else t for t in versions]
     return captioned_groups(
-        uni, texts, "wesnoth-descriptions",
-        {"min_frames": min_frames, "with_name": with_name, "unit_ids": uni.meta["unit_ids"],
+        uni, texts, "wesnoth-descriptions-multilingual" if chosen else "wesnoth-descriptions",
+        {"min_frames": min_frames, "with_name": with_name, "unit_ids": uni.meta["unit_ids"], "languages": chosen,
          "names": {k: uni.label_names[k] for k in texts}},
     )  # fmt: skip
+
+
+def load_wesnoth_descriptions_multilingual(
+    root: Path, split: str = "train", min_frames: int = DEFAULT_MIN_FRAMES
+) -> CrossModalDataset:
+    """``wesnoth-descriptions-multilingual``: each unit's English description and its translations
+    in the 34 languages of :data:`LANGUAGES` (as many as the game has: about 26 per unit), all
+    relevant to every frame of the unit; for the multilingual text encoder ``e5-small``."""
+    return load_wesnoth_descriptions(root, split, min_frames, languages="all")
+
+
+def _languages(languages: Any) -> List[str]:
+    if languages == "all":
+        return list(LANGUAGES)
+    chosen = [languages] if isinstance(languages, str) else list(languages)
+    unknown = [x for x in chosen if x not in LANGUAGES]
+    if unknown:
+        raise GssfError(f"unknown language(s) {', '.join(map(str, unknown))}; choose from {', '.join(LANGUAGES)} or all")
+    return chosen
+
+
+def _read_translations(root: Path) -> Dict[str, Dict[str, str]]:
+    """``{lang: {unit id: text}}`` of the prepared ``translations.json`` (checked)."""
+    doc = read_prepared_json(root / TRANSLATIONS, "wesnoth translations", "units", TRANSLATIONS_FORMAT, LAYOUT, "wesnoth")
+    out: Dict[str, Dict[str, str]] = {}
+    for k, u in enumerate(doc["units"]):
+        d = u.get("descriptions") if isinstance(u, dict) else None
+        if not isinstance(u, dict) or not isinstance(u.get("id"), str) or not isinstance(d, dict) or not all(
+            isinstance(a, str) and isinstance(b, str) and len(b) <= 1 << 16 for a, b in d.items()
+        ):
+            raise GssfError(
+                f"{root / TRANSLATIONS}: unit entry {k} must be {{'id': str, 'descriptions': {{lang: text}}}}; "
+                "run `gssf data prepare wesnoth --force`"
+            )
+        for lang, text in d.items():
+            out.setdefault(lang, {})[u["id"]] = text
+    return out

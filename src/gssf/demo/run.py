@@ -18,7 +18,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 
@@ -139,6 +139,29 @@ DEMO_TASKS: Dict[str, DemoTask] = {
         main_metric="rsum",
         overrides=("train.num_threads=1",),
     ),
+    "emoji-captions-multilingual": DemoTask(
+        name="emoji-captions-multilingual",
+        preset="emoji-captions-multilingual",
+        datasets=("emoji-captions",),
+        similarities=("cosine", "diagonal", "block_diagonal", "gssf", "bilinear"),
+        description="Emoji image <-> caption retrieval in 28 languages: 3,607 test images of 488 unseen emoji "
+        "against 12,884 emojibase captions (up to 28 per emoji); relevant = same emoji, resampled by emoji "
+        "(EfficientNet-Lite0 128 px and multilingual-e5-small features, linear heads to 256-d, InfoNCE)",
+        main_metric="rsum",
+        overrides=("train.num_threads=1",),
+    ),
+    "wesnoth-descriptions-multilingual": DemoTask(
+        name="wesnoth-descriptions-multilingual",
+        preset="wesnoth-descriptions-multilingual",
+        datasets=("wesnoth",),
+        similarities=("cosine", "diagonal", "block_diagonal", "gssf", "bilinear", "gssf_dynamic"),
+        description="Wesnoth unit description <-> sprite frame retrieval in 35 languages: 1,443 test frames of 62 "
+        "unseen unit types against 1,451 descriptions (English and the game's translations); relevant = same "
+        "unit, resampled by unit (EfficientNet-Lite0 128 px and multilingual-e5-small features, linear heads to "
+        "256-d, InfoNCE)",
+        main_metric="rsum",
+        overrides=("train.num_threads=1",),
+    ),
 }
 DEFAULT_TASKS = ("tux",)
 #: Five seeds: the fewest the statistics of issue 10 accept (30 Tux runs fit in the 10-minute budget).
@@ -203,15 +226,31 @@ def _train_one(cfg: Any, run_dir: Path, progress: bool) -> Tuple[Dict[str, Any],
     :func:`gssf.demo.statistics.learned_parameters`) and ``test_per_query`` (the run's
     per-query test values, which the statistics need and ``report.json`` leaves out).
     """
-    from gssf.demo.statistics import PER_QUERY_FILE, learned_parameters, load_per_query
-    from gssf.train import load_model, run
+    from gssf.demo.statistics import learned_parameters, load_per_query
+    from gssf.train import load_model
+
+    results, reused = _run_or_reuse(cfg, run_dir, progress)
+    model, task, _ = load_model(run_dir)
+    results["score_seconds"] = _score_seconds(model, task, cfg.data.test_split)
+    results["dataset"] = cfg.data.dataset
+    results["config_sha256"] = _config_sha256(_config_key(cfg))
+    results["learned"] = learned_parameters(model.similarity)
+    results["test_per_query"] = load_per_query(run_dir)
+    results["query_clusters"] = task.query_clusters(cfg.data.test_split)
+    return results, reused
+
+
+def _run_or_reuse(cfg: Any, run_dir: Path, progress: bool) -> Tuple[Dict[str, Any], bool]:
+    """The trainer's results of ``cfg`` in ``run_dir``: reused when finished with this config, else trained or resumed."""
+    from gssf.demo.statistics import PER_QUERY_FILE
+    from gssf.train import run
 
     key = _config_key(cfg)
     # The demo's own record sits beside the run folder: the trainer starts only in an empty one.
     key_file, results_file = run_dir.with_name(f"{run_dir.name}.demo.json"), run_dir / "results.json"
     same = key_file.exists() and json.loads(key_file.read_text()) == key
     reused = same and results_file.exists()
-    if reused and not (run_dir / PER_QUERY_FILE).exists():
+    if reused and cfg.eval.test and not (run_dir / PER_QUERY_FILE).exists():
         _backfill_per_query(run_dir, cfg.data.test_split)  # finished by a trainer that did not write them
     if reused:
         results = json.loads(results_file.read_text())
@@ -223,12 +262,6 @@ def _train_one(cfg: Any, run_dir: Path, progress: bool) -> Tuple[Dict[str, Any],
             shutil.rmtree(run_dir)
         atomic_write_json(key_file, key)
         results = run(cfg, run_dir, progress=progress, resume=resume, quiet=True)
-    model, task, _ = load_model(run_dir)
-    results["score_seconds"] = _score_seconds(model, task, cfg.data.test_split)
-    results["dataset"] = cfg.data.dataset
-    results["config_sha256"] = _config_sha256(key)
-    results["learned"] = learned_parameters(model.similarity)
-    results["test_per_query"] = load_per_query(run_dir)
     return results, reused
 
 
@@ -264,11 +297,13 @@ def _run_task(
     bar: RunProgress,
     report: Dict[str, Any],
     histories: Dict[str, Dict[str, List[List[Dict[str, Any]]]]],
+    tuned: Optional[Dict[str, float]] = None,
 ) -> Dict[str, List[Dict[str, Any]]]:
     """Every (similarity, seed) run of one task, into ``report`` and ``histories``; one line per finished run.
 
     Returns ``{similarity: [evaluation dict per seed]}``: the test metrics with their
     per-query values, as :func:`gssf.demo.statistics.task_statistics` takes them.
+    ``tuned``: the similarity learning rate of each member chosen on validation (``--tune``).
     """
     from gssf.train import load_config
 
@@ -281,19 +316,32 @@ def _run_task(
         for seed in seeds:
             cfg = load_config(
                 task.preset,
-                overrides=[*task.overrides, f"similarity.name={sim}", f"train.seed={seed}", *overrides],
+                overrides=[*task.overrides, f"similarity.name={sim}", f"train.seed={seed}", *overrides,
+                           *([f"optim.similarity_lr={tuned[sim]}"] if tuned and sim in tuned else [])],
             )
             bar.start(f"{task.name} {sim} seed {seed}")
             run_dir = out_dir / task.name / sim / f"seed{seed}"
             res, reused = _train_one(cfg, run_dir, progress)
             runs.append({"seed": seed, **{k: res.get(k) for k in _RUN_KEYS}})
-            evaluations.setdefault(sim, []).append({**res["test"], **res["test_per_query"]})
+            clusters = {"query_clusters": res["query_clusters"]} if res.get("query_clusters") else {}
+            evaluations.setdefault(sim, []).append({**res["test"], **res["test_per_query"], **clusters})
             histories[task.name].setdefault(sim, []).append(_curve(res.get("history", []), m))
             how = f"reused {run_dir}" if reused else f"{res['train_seconds']:.1f} s"
             scores = f"val {m} {res['val'][m]:.2f}  test {m} {res['test'][m]:.2f}"
             bar.done(f"[{task.name}] {sim} seed {seed}: {scores}  ({how})")
         report["tasks"][task.name][sim] = runs
     return evaluations
+
+
+def _tuning_line(tuning: Optional[Dict[str, Any]], tasks: Sequence[str]) -> str:
+    """The tuning budget of each task of the report: the same for every member of a task either way."""
+    from gssf.demo.tuning import format_tuning
+
+    untuned = [t for t in tasks if t not in (tuning or {})]
+    parts = [format_tuning(tuning).replace("\n", "; ")] if tuning else []
+    if untuned:
+        parts.append(f"{', '.join(untuned)}: untuned, every member trained with the preset's settings (equal budget)")
+    return "; ".join(parts)
 
 
 def _git_commit() -> str:
@@ -304,7 +352,7 @@ def _git_commit() -> str:
 
 
 def command_line(tasks: Sequence[str], seeds: Sequence[int], similarities: Optional[Sequence[str]] = None,
-                 overrides: Sequence[str] = ()) -> str:
+                 overrides: Sequence[str] = (), tune: Union[bool, Sequence[str]] = False) -> str:
     """The ``gssf demo`` command that reproduces a report's numbers (every option that changes them)."""
     import shlex
 
@@ -313,6 +361,10 @@ def command_line(tasks: Sequence[str], seeds: Sequence[int], similarities: Optio
         parts += ["--similarities", *similarities]
     for o in overrides:
         parts += ["--set", o]
+    if tune is True:
+        parts.append("--tune")
+    elif tune:
+        parts += ["--tune", *tune]
     return shlex.join(parts)
 
 
@@ -328,6 +380,7 @@ def run_demo(
     command: Optional[str] = None,
     publish: Optional[Path] = None,
     n_boot: int = 2000,
+    tune: Union[bool, Sequence[str]] = False,
 ) -> Dict[str, Any]:
     """Train, evaluate and report every (task, similarity, seed); returns the report dict.
 
@@ -338,6 +391,9 @@ def run_demo(
     folder whose ``results/summary.json`` and the generated section of ``results.md``
     are rewritten from this run (:func:`gssf.demo.publish.publish_summary`); it is
     checked before anything is trained. ``n_boot``: bootstrap replicates of every CI.
+    ``tune``: first choose every learnable member's similarity learning rate on the
+    validation split, the same grid for all (:mod:`gssf.demo.tuning`): True for every
+    task, or the names of the tasks to tune (the others train every member untuned).
     """
     from gssf.data.prepare import prepare_many
     from gssf.demo.publish import check_results_page, publish_summary
@@ -345,9 +401,12 @@ def run_demo(
     from gssf.demo.statistics import BASELINE, summary_rows, task_statistics
     from gssf.stats import write_summary
 
+    tuned_tasks = set(tasks) if tune is True else set(tune or ())
     unknown = [t for t in tasks if t not in DEMO_TASKS]
     if unknown:
         raise ValueError(f"unknown demo task(s) {unknown}; choose from {sorted(DEMO_TASKS)}")
+    if tuned_tasks - set(tasks):
+        raise ValueError(f"--tune names task(s) {sorted(tuned_tasks - set(tasks))} that this demo does not run ({list(tasks)})")
     if not seeds:
         raise ValueError("at least one seed is needed")
     if len(set(seeds)) != len(seeds):
@@ -371,20 +430,29 @@ def run_demo(
     bar = RunProgress(sum(len(sims) for _, sims in plan) * len(seeds), "demo runs", log, enabled=progress)
     with bar:
         for task, sims in plan:
-            evaluations = _run_task(task, sims, seeds, overrides, out_dir, progress, bar, report, histories)
+            tuned = None
+            if task.name in tuned_tasks:
+                from gssf.demo.tuning import tune_task
+
+                result = tune_task(task, sims, overrides, out_dir, lambda c, d: _run_or_reuse(c, d, progress), log=bar.note)
+                report.setdefault("tuning", {})[task.name] = result
+                tuned = {sim: m["selected"] for sim, m in result["members"].items()}
+            evaluations = _run_task(task, sims, seeds, overrides, out_dir, progress, bar, report, histories, tuned)
             metrics = task_metrics(report["tasks"][task.name])
             report["statistics"][task.name] = task_statistics(evaluations, metrics, n_boot=n_boot)
     hashes = [r["config_sha256"] or "" for by_sim in report["tasks"].values() for runs in by_sim.values() for r in runs]
     report["meta"] = {
         "description": "; ".join(DEMO_TASKS[t].description for t in tasks),
-        "command": command or command_line(tasks, seeds, similarities, overrides),
+        "command": command or command_line(tasks, seeds, similarities, overrides, tune),
         "git_commit": _git_commit(),
         "config_sha256": hashlib.sha256("\n".join(hashes).encode("ascii")).hexdigest(),
         "seeds": list(seeds),
         "overrides": list(overrides),
         "selection": "checkpoint with the best validation metric; test evaluated once with it",
-        "statistics": f"95% percentile bootstrap over seeds and test queries together ({n_boot} replicates); "
+        "statistics": f"95% percentile bootstrap over seeds and test queries together ({n_boot} replicates; "
+        "image-text queries drawn by relevance group, an image or emoji with all its captions); "
         f"differences to {BASELINE} paired (same seeds, queries and resampling)",
+        "tuning": _tuning_line(report.get("tuning"), tasks),
         "wall_seconds": round(time.perf_counter() - t_start, 1),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),

@@ -94,6 +94,8 @@ class Encoder:
     dim: int = 0
     module: nn.Module
     default_batch_size: int = 64
+    #: False for inference-only encoders (no autograd path: features only, no fine-tuning).
+    trainable: bool = True
     #: PyPI distributions whose versions change the output (cache keys; no instance needed).
     packages: Tuple[str, ...] = ()
 

@@ -31,7 +31,9 @@ _ALIASES: Dict[str, str] = {
     "hf": "hf-local",
 }
 #: Modules whose import registers the built-in encoders (imported on first lookup).
-_BUILTIN_MODULES = ("gssf.encoders.efficientnet", "gssf.encoders.minilm", "gssf.encoders.mpnet", "gssf.encoders.local")
+_BUILTIN_MODULES = (
+    "gssf.encoders.efficientnet", "gssf.encoders.minilm", "gssf.encoders.mpnet", "gssf.encoders.e5", "gssf.encoders.local",
+)
 _loaded = False
 
 
