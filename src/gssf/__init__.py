@@ -25,6 +25,15 @@ from gssf.similarity import (  # noqa: E402
     register_similarity,
 )
 
+
+
+def load_similarity(directory, map_location: str = "cpu"):  # type: ignore[no-untyped-def]
+    """The similarity saved in ``directory`` by ``Similarity.save_pretrained`` (see gssf.similarity.pretrained)."""
+    from gssf.similarity.pretrained import load_similarity as _load
+
+    return _load(directory, map_location=map_location)
+
+
 # Subpackages load on first attribute access (``gssf.losses``, ``gssf.evaluation``, ...), so
 # ``import gssf`` stays torch-only and fast.
 _SUBPACKAGES = ("cli", "data", "demo", "encoders", "evaluation", "features", "losses", "models", "nn", "train", "utils")
@@ -58,5 +67,6 @@ __all__ = [
     "create_similarity",
     "get_similarity_class",
     "list_similarities",
+    "load_similarity",
     "register_similarity",
 ]

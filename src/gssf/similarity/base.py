@@ -20,8 +20,11 @@ overflowed score.
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import math
-from typing import Any, Callable, ClassVar, Dict, Iterator, List, Optional, Tuple, Type, TypeVar
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Dict, Iterator, List, Optional, Tuple, Type, TypeVar, Union
 
 import torch
 from torch import Tensor, nn
@@ -142,6 +145,34 @@ def _full_precision(t: Tensor) -> "contextlib.AbstractContextManager[None]":
     return contextlib.nullcontext()
 
 
+def _recording_init(init: Callable[..., None]) -> Callable[..., None]:
+    """Wrap a subclass ``__init__`` so that the outermost call records its arguments in ``_config``."""
+    signature = inspect.signature(init)
+
+    @functools.wraps(init)
+    def wrapped(self: Any, *args: Any, **kwargs: Any) -> None:
+        depth = self.__dict__.get("_init_depth", 0)
+        self.__dict__["_init_depth"] = depth + 1
+        try:
+            init(self, *args, **kwargs)
+        finally:
+            self.__dict__["_init_depth"] = depth
+        if depth == 0:
+            bound = signature.bind(self, *args, **kwargs)
+            bound.apply_defaults()
+            config: Dict[str, Any] = {}
+            for name, value in list(bound.arguments.items())[1:]:
+                kind = signature.parameters[name].kind
+                if kind is inspect.Parameter.VAR_KEYWORD:
+                    config.update(value)
+                elif kind is not inspect.Parameter.VAR_POSITIONAL:
+                    config[name] = value
+            self.__dict__["_config"] = config
+
+    wrapped._records_config = True  # type: ignore[attr-defined]
+    return wrapped
+
+
 class Similarity(nn.Module):
     """Base class of all similarities: ``sim(x (N, D), y (M, D)) -> (N, M)``.
 
@@ -161,6 +192,36 @@ class Similarity(nn.Module):
     gallery_fold_is_unit: ClassVar[bool] = False
     #: Default number of query rows scored at a time by :meth:`score_chunks`.
     default_chunk_size: ClassVar[int] = 4096
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is not None and not getattr(init, "_records_config", False):
+            cls.__init__ = _recording_init(init)  # type: ignore[method-assign]
+
+    def config(self) -> Dict[str, Any]:
+        """The constructor arguments this object was built with (what :meth:`save_pretrained` stores)."""
+        return dict(self.__dict__.get("_config", {}))
+
+    def save_pretrained(self, directory: "Union[str, Path]") -> Path:
+        """Write the similarity to ``directory`` (``similarity.json`` + ``similarity.safetensors``).
+
+        :func:`gssf.load_similarity` (or :meth:`from_pretrained`) rebuilds it without the
+        original arguments. See :mod:`gssf.similarity.pretrained`.
+        """
+        from gssf.similarity.pretrained import save_similarity
+
+        return save_similarity(self, directory)
+
+    @classmethod
+    def from_pretrained(cls, directory: "Union[str, Path]") -> "Similarity":
+        """The similarity saved in ``directory``; it must be an instance of ``cls``."""
+        from gssf.similarity.pretrained import load_similarity
+
+        sim = load_similarity(directory)
+        if not isinstance(sim, cls):
+            raise GssfError(f"{directory} holds a {type(sim).__name__} ({sim.name!r}), not a {cls.__name__}")
+        return sim
 
     def __init__(self, dim: Optional[int] = None, eps: float = 1e-8) -> None:
         super().__init__()
@@ -385,6 +446,9 @@ class Similarity(nn.Module):
             raise BadTensorError(f"pair() needs aligned rows: {xname} has {x.shape[0]} rows, {yname} has {y.shape[0]}")
         guard = self._may_overflow(x, y, dtype)
         return self._cast_normalize(x, dtype), self._cast_normalize(y, dtype), guard
+
+
+Similarity.__init__ = _recording_init(Similarity.__init__)  # type: ignore[method-assign]  # members that inherit it
 
 
 class BilinearFormMixin:
