@@ -192,6 +192,12 @@ class Similarity(nn.Module):
     gallery_fold_is_unit: ClassVar[bool] = False
     #: Default number of query rows scored at a time by :meth:`score_chunks`.
     default_chunk_size: ClassVar[int] = 4096
+    #: Data checks of every call (NaN/Inf rows, score overflow) and the norm-range check of
+    #: the normalisation: each reads a value on the host (a device sync on GPU). Set
+    #: ``sim.validate = False`` to skip them; under ``torch.compile`` / ``torch.export`` they
+    #: are skipped on their own. Without them a NaN row gives NaN scores instead of an error;
+    #: normalisation takes the branch-free exact path, so finite rows score identically.
+    validate: bool = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -354,14 +360,18 @@ class Similarity(nn.Module):
         ``|x_i . y_j| <= D max|x| max|y|`` (and so is every partial sum); while that is
         well below the dtype's max no score can overflow and the scores are not checked.
         """
-        if self.normalizes:
+        if self.normalizes or not self._validating():
             return False
         bound = x.shape[1] * _peak(x) * _peak(y)  # Python floats: an overflow gives inf, not an error
         return bound >= torch.finfo(dtype).max / 4
 
+    def _validating(self) -> bool:
+        """Whether this call runs the data checks (see :attr:`validate`)."""
+        return self.validate and not torch.compiler.is_compiling()
+
     def _checked(self, scores: Tensor, guard: bool, row0: int = 0) -> Tensor:
         """``scores`` unchanged, or :class:`ScoreOverflowError` when ``guard`` and one is not finite."""
-        if not guard:
+        if not guard or not self._validating():
             return scores
         lo, hi = torch.aminmax(scores.detach())  # NaN propagates; no scores-sized temporary
         if math.isfinite(float(lo)) and math.isfinite(float(hi)):
@@ -410,6 +420,8 @@ class Similarity(nn.Module):
             raise BadTensorError(
                 f"{what} has {t.shape[1]} features but similarity {self.name!r} was built for dim={self.dim}"
             )
+        if not self._validating():
+            return
         # One reduction, no (rows x D) temporary: a NaN or Inf anywhere makes the sum
         # non-finite. Only then (or on overflow of the sum) look row by row.
         acc = torch.float64 if t.dtype == torch.float64 else torch.float32
@@ -423,7 +435,9 @@ class Similarity(nn.Module):
 
     def _cast_normalize(self, t: Tensor, dtype: torch.dtype) -> Tensor:
         t = t.to(dtype)
-        return _unit_rows(t, self.eps) if self.normalizes else t
+        if not self.normalizes:
+            return t
+        return _unit_rows(t, self.eps) if self._validating() else _unit_rows_rescaled(t, self.eps)
 
     def _prepare(self, t: Tensor, what: str) -> Tensor:
         self._validate(t, what)
