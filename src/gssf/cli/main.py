@@ -35,6 +35,7 @@ SUBCOMMANDS = (
     "features",
     "train",
     "eval",
+    "export",
     "demo",
 )
 

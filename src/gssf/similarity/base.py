@@ -122,12 +122,14 @@ def _unit_rows_rescaled(t: Tensor, eps: float) -> Tensor:
     nor lose anything that matters to underflow. Dividing by a power of two is exact:
     ordinary rows give the same bits as the direct formula. The scale is a constant for
     autograd (the result does not depend on it), so the gradient is that of
-    ``t / max(||t||, eps)``; a zero row (scale 1/2) gets the finite gradient ``1 / eps``.
+    ``t / max(||t||, eps)``; a zero row (scale: the smallest normal number) gets the finite gradient ``1 / eps``.
     """
     with torch.no_grad():
         lo, hi = torch.aminmax(t, dim=1, keepdim=True)
-        _, exponent = torch.frexp(torch.maximum(hi, -lo))  # peak = m * 2**exponent, m in [0.5, 1)
-        scale = torch.ldexp(torch.ones_like(hi), exponent - 1)
+        peak = torch.maximum(hi, -lo).clamp_min(torch.finfo(t.dtype).tiny)
+        # 2**floor(log2(peak)): an exact power of two (log2 and exp2 are exact on powers of
+        # two, and any power of two near the peak will do); unlike frexp it exports to ONNX.
+        scale = torch.exp2(torch.floor(torch.log2(peak)))
     u = t / scale
     return u / torch.maximum(torch.linalg.vector_norm(u, dim=1, keepdim=True), eps / scale)
 

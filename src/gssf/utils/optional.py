@@ -34,6 +34,9 @@ EXTRA_OF_MODULE: Dict[str, str] = {
     "matplotlib": "plots",
     "pytorch_metric_learning": "pml",
     "tensorboard": "tensorboard",
+    "onnx": "export",
+    "onnxscript": "export",
+    "onnxruntime": "export",
     "open_clip": "local-encoders",
     "timm": "local-encoders",
 }
