@@ -36,6 +36,8 @@ SUBCOMMANDS = (
     "train",
     "eval",
     "export",
+    "index",
+    "search",
     "demo",
 )
 
