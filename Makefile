@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed-test
 
-.PHONY: test demo data install bench clean-venv
+.PHONY: test demo data install browser bench clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,7 +33,13 @@ DATASETS ?= tux emoji fashion-mnist
 data: $(STAMP)
 	$(BIN)/gssf data prepare $(DATASETS)
 
-test: data
+# The search page's test drives Debian's chromium through selenium (chromedriver from chromium-driver).
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  echo "installing chromium and chromium-driver (apt) for the search page's browser test"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null; }
+
+test: data browser
 	$(BIN)/python -m pytest
 
 demo: $(STAMP)

@@ -38,6 +38,7 @@ SUBCOMMANDS = (
     "export",
     "index",
     "search",
+    "serve",
     "demo",
 )
 

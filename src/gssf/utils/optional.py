@@ -37,6 +37,9 @@ EXTRA_OF_MODULE: Dict[str, str] = {
     "onnx": "export",
     "onnxscript": "export",
     "onnxruntime": "export",
+    "starlette": "serve",
+    "uvicorn": "serve",
+    "multipart": "serve",
     "open_clip": "local-encoders",
     "timm": "local-encoders",
 }
