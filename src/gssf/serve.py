@@ -15,7 +15,7 @@ from __future__ import annotations
 import html
 import io
 from pathlib import Path
-from typing import Any, List, Optional, Union
+from typing import Any, List, Union
 
 from gssf.errors import GssfError
 
@@ -158,8 +158,7 @@ def _decode(data: bytes) -> Any:
         raise GssfError("the upload is not an image this page can read (PNG, JPEG, GIF, WebP, ...)") from None
 
 
-def serve(folder: PathLike, port: int = 8000, host: str = "127.0.0.1", log_level: str = "warning",
-          ready: Optional[Any] = None) -> None:
+def serve(folder: PathLike, port: int = 8000, host: str = "127.0.0.1", log_level: str = "warning") -> None:
     """Run the page until interrupted (``host`` stays local unless you say otherwise)."""
     import uvicorn
 

@@ -144,6 +144,20 @@ def test_optional_tensorboard_events(features: str, tmp_path: Path) -> None:
     assert len(acc.Scalars("val/rsum")) == 2
 
 
+def test_tensorboard_shows_what_the_similarity_learned(features: str, tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run(tiny_config(features, "train.epochs=2", "train.tensorboard=true"), tmp_path / "run", progress=False)
+    acc = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    assert {"similarity/norm_M_minus_I", "similarity/diagonal_std", "similarity/max_abs_block",
+            "similarity/temperature"} <= tags  # fmt: skip
+    moved = acc.Scalars("similarity/norm_M_minus_I")
+    assert len(moved) == 2 and moved[-1].value > 0  # it learned, and the board shows it
+    assert 0.01 <= acc.Scalars("similarity/temperature")[-1].value <= 1.0  # the learned InfoNCE temperature
+
+
 def test_progress_bars_do_not_change_results(features: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     cfg = tiny_config(features, "train.epochs=1")
     quiet = run(cfg, tmp_path / "a", progress=False)

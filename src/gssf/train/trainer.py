@@ -278,6 +278,20 @@ class _JsonlLog:
                 os.fsync(fh.fileno())
 
 
+def _structure_scalars(model: nn.Module, criterion: Optional[nn.Module] = None) -> Dict[str, float]:
+    """What the similarity learned (``||M - I||_2``, diagonal spread, largest block entry) and any
+    learned temperature, as TensorBoard scalars."""
+    from gssf.similarity.structure import learned_parameters
+
+    module = model.module if hasattr(model, "module") else model  # DDP
+    out = {k: v for k, v in (learned_parameters(module.similarity) or {}).items() if isinstance(v, float)}
+    for name, m in (criterion.named_modules() if criterion is not None else ()):
+        temperature = getattr(type(m), "temperature", None)
+        if isinstance(temperature, property):
+            out[f"temperature{'/' + name if name else ''}"] = float(m.temperature.detach())
+    return out
+
+
 class _Board:
     """Optional TensorBoard scalars."""
 
@@ -680,6 +694,7 @@ class Trainer:
                 self.board.scalars("epoch", {"train_loss": record["train_loss"]}, self.step)
                 if record["val"]:
                     self.board.scalars("val", record["val"], self.step)
+                self.board.scalars("similarity", _structure_scalars(self.model, self.criterion), self.step)
             if improved:
                 self.save_best()
             self.save_last()
