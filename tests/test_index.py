@@ -120,3 +120,24 @@ def test_text_search_on_tux_from_the_command_line(tmp_path: Path, capsys: pytest
     assert main(["search", "idx", "   "]) != 0
     assert "the query text is empty" in capsys.readouterr().err
     assert main(["search", "idx"]) != 0
+
+
+@pytest.mark.slow
+def test_a_folder_of_images_is_encoded_and_indexed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from PIL import Image
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "tux", "--set", "train.epochs=1", "--run-dir", "run", "--no-progress"]) == 0
+    folder = tmp_path / "photos" / "sub"
+    folder.mkdir(parents=True)
+    for name, colour in (("red.png", (220, 20, 20)), ("green.jpg", (20, 200, 30))):
+        Image.new("RGB", (64, 48), colour).save(folder / name)
+    (folder / "notes.txt").write_text("not an image, not indexed")
+    index = SearchIndex(build_index("run", "idx", images=tmp_path / "photos"))
+    assert [i["id"] for i in index.items] == ["sub/green.jpg", "sub/red.png"] and index.manifest["count"] == 2
+    assert {h.path for h in index.search_text("a red square", 2)} == {str(folder / "green.jpg"), str(folder / "red.png")}
+    (folder / "broken.png").write_bytes(b"\x89PNG broken")
+    with pytest.raises(GssfError, match="cannot index .*broken.png"):
+        build_index("run", "idx2", images=tmp_path / "photos")
+    with pytest.raises(GssfError, match="image side"):
+        build_index("run", "idx3", images=tmp_path / "photos", side="text")

@@ -131,6 +131,7 @@ def build_index(
     *,
     split: Optional[str] = "test",
     features: Optional[PathLike] = None,
+    images: Optional[PathLike] = None,
     side: Optional[str] = None,
     kind: str = "flat",
     nlist: int = 64,
@@ -143,6 +144,9 @@ def build_index(
         split: the data split whose items are indexed (its cached features; the run's dataset).
         features: instead of ``split``, an ``.npz`` with ``image`` (and for image-text
             ``text``) feature arrays and optional ``ids`` / ``paths`` / ``captions``.
+        images: instead of ``split``, a folder of image files (PNG, JPEG, GIF, WebP, BMP,
+            SVG; searched recursively, at most :data:`MAX_FOLDER_IMAGES`), encoded with the
+            run's image encoder at its resolution; unreadable files are refused by name.
         side: what to index: ``image`` or ``text`` for an image-text run (default ``image``:
             text -> image search), ``gallery`` for a uni-modal one (default).
         kind: ``flat`` (exact), ``ivf`` (``nlist`` lists) or ``hnsw`` (``m`` links).
@@ -160,7 +164,14 @@ def build_index(
     side = side or ("image" if "image" in sides else "gallery")
     if side not in sides:
         raise GssfError(f"side {side!r} is not a side of this run; choose from {', '.join(sides)}")
-    feats, items = _gallery(run, model.doc, side, split, features)
+    if sum(x is not None for x in (features, images)) > 1:
+        raise GssfError("give one of split, features or images")
+    if images is not None:
+        if side == "text" or (model.doc["task"] == "image_text" and side != "image"):
+            raise GssfError(f"a folder of images is indexed on the image side, not {side!r}")
+        feats, items = _folder(Path(images), model.doc)
+    else:
+        feats, items = _gallery(run, model.doc, side, split, features)
     emb = model.embed(side, feats)
     vectors = model.index_vectors(side, emb).float().numpy()
     index = _make_index(np.ascontiguousarray(vectors), kind, nlist, m)
@@ -172,8 +183,9 @@ def build_index(
         "format": FORMAT, "side": side, "query_side": _other(model.doc, side), "count": len(items),
         "kind": kind, "params": {"nlist": int(getattr(index, "nlist", 0)), "m": m if kind == "hnsw" else 0},
         "metric": "inner product of index vectors = the learned score", "similarity": model.doc["similarity"],
-        "static": model.doc["static"], "source": {"split": None if features else split,
-                                                  "features": str(features) if features else None},
+        "static": model.doc["static"], "source": {"split": None if features or images else split,
+                                                  "features": str(features) if features else None,
+                                                  "images": str(images) if images else None},
         "digests": {name: _sha256(out / "model" / name) for name in ("towers.safetensors", "similarity/similarity.safetensors")}
         | {"index.faiss": _sha256(out / "index.faiss"), "embeddings.npy": _sha256(out / "embeddings.npy")},
         "encoders": model.doc["source"]["encoders"], "resolution": model.doc["source"]["resolution"],
@@ -214,6 +226,36 @@ def _gallery(run: PathLike, doc: Dict[str, Any], side: str, split: Optional[str]
     items = [{"id": ids[i], **({"path": paths[i]} if paths else {}), **({"caption": captions[i]} if captions else {})}
              for i in range(n)]  # fmt: skip
     return torch.from_numpy(feats), items
+
+
+MAX_FOLDER_IMAGES = 200_000
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".svg")
+
+
+def _folder(folder: Path, doc: Dict[str, Any]) -> Tuple[torch.Tensor, List[Dict[str, Any]]]:
+    """Features of every image file under ``folder`` (sorted paths), with the run's image encoder."""
+    from gssf import encoders
+    from gssf.data.images import load_rgb
+
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no folder of images at {folder}")
+    paths = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not paths:
+        raise GssfError(f"{folder} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
+    if len(paths) > MAX_FOLDER_IMAGES:
+        raise GssfError(f"{folder} holds {len(paths)} images; at most {MAX_FOLDER_IMAGES} (index a features file)")
+    enc = encoders.create(doc["source"]["encoders"]["image"], resolution=int(doc["source"]["resolution"]))
+    out = []
+    for start in range(0, len(paths), 64):
+        batch = []
+        for p in paths[start : start + 64]:
+            try:
+                batch.append(load_rgb(p))
+            except (ValueError, OSError) as exc:
+                raise GssfError(f"cannot index {p}: {exc}") from None
+        out.append(enc.encode_images(batch))
+    items = [{"id": p.relative_to(folder).as_posix(), "path": str(p)} for p in paths]
+    return torch.cat(out), items
 
 
 def _split_items(task: Any, split: str, modality: str, n: int) -> Tuple[Optional[List[str]], Optional[List[str]], List[str]]:

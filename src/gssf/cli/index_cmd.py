@@ -10,8 +10,9 @@ def _build(args: argparse.Namespace) -> int:
     require_train_extra("gssf index build")
     from gssf.index import SearchIndex, build_index
 
-    out = build_index(args.run, args.out, split=None if args.features else args.split, features=args.features,
-                      side=args.side, kind=args.kind, nlist=args.nlist, m=args.m)  # fmt: skip
+    out = build_index(args.run, args.out, split=None if args.features or args.images else args.split,
+                      features=args.features, images=args.images, side=args.side, kind=args.kind, nlist=args.nlist,
+                      m=args.m)  # fmt: skip
     index = SearchIndex(out)
     m = index.manifest
     print(f"indexed {m['count']} {m['side']} items of {args.run} ({m['kind']}, {m['similarity']}) into {out}; "
@@ -32,6 +33,7 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> ar
     src = b.add_mutually_exclusive_group()
     src.add_argument("--split", default="test", help="split of the run's dataset to index (default: test)")
     src.add_argument("--features", help="an .npz with 'image' (and 'text') features, optional ids/paths/captions")
+    src.add_argument("--images", metavar="DIR", help="a folder of image files, encoded with the run's image encoder")
     b.add_argument("--side", help="image or text (image-text runs; default image), gallery (uni-modal)")
     b.add_argument("--kind", default="flat", choices=KINDS, help="flat (exact, default), ivf or hnsw")
     b.add_argument("--nlist", type=int, default=64, help="ivf: number of lists (default 64)")
