@@ -50,6 +50,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/train_step.py
 	$(BIN)/python benchmarks/two_stage.py
 	$(BIN)/python benchmarks/evaluation.py
+	$(BIN)/python benchmarks/index.py
 
 clean-venv:
 	rm -rf $(VENV)
