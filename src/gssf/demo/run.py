@@ -62,7 +62,8 @@ DEMO_TASKS: Dict[str, DemoTask] = {
     # cross-entropy against one proxy per
     # training identity (947 in emoji-styles, ~1,100 in emoji-reid, 1,906 classes in
     # emoji-fine-grained) makes its step 17x cosine's (315 against 18 ms on emoji-styles, one
-    # thread: 12 minutes a run), so it is left out of those three. gssf_dynamic_mlp (an MLP per
+    # thread: 12 minutes a run), so it is left out of those three; emoji-captions-multilingual
+    # (about 25,000 training pairs an epoch) leaves it out too. gssf_dynamic_mlp (an MLP per
     # scored pair) fits none of them.
     "emoji-reid": DemoTask(
         name="emoji-reid",
