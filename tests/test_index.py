@@ -95,6 +95,10 @@ def test_bad_queries_and_damaged_indexes_are_refused(trained: Path, tmp_path: Pa
         build_index(trained / "run", tmp_path / "x", split="test", side="gallery")
     with pytest.raises(GssfError, match="unknown index kind"):
         build_index(trained / "run", tmp_path / "y", split="test", kind="lsh")
+    other = build_index(trained / "run", tmp_path / "idx-m", split="test")
+    (other / "model" / "towers.safetensors").write_bytes((other / "model" / "towers.safetensors").read_bytes() + b" ")
+    with pytest.raises(GssfError, match="towers.safetensors does not match the digest"):
+        SearchIndex(other)  # a swapped model would give other scores than the indexed vectors
     (folder / "index.faiss").write_bytes((folder / "index.faiss").read_bytes()[:-4] + b"\0\0\0\0")
     with pytest.raises(GssfError, match="does not match the digest"):
         SearchIndex(folder)

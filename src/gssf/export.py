@@ -22,7 +22,7 @@ Runs that fine-tune an encoder are refused: the export covers heads over cached 
 """
 from __future__ import annotations
 
-import json
+import copy
 from pathlib import Path
 from typing import Any, Dict, List, Tuple, Union
 
@@ -62,15 +62,13 @@ def _sides(model: nn.Module) -> List[Tuple[str, str, nn.Module, str]]:
 def _fold_matrices(similarity: Any, dim: int) -> Dict[str, Tensor]:
     """``{"query": (D, Fq), "gallery": (D, Fg)}`` such that fold(x) == normalize(x) @ matrix, or {} when not linear."""
     eye = torch.eye(dim, dtype=torch.float64)
-    sim = similarity.double()
-    try:
+    sim = copy.deepcopy(similarity).double()  # float64 to read the matrices; the model keeps its dtype
+    with torch.no_grad():
         mats = {"query": sim.fold_query(eye), "gallery": sim.fold_gallery(eye)}
         g = torch.Generator().manual_seed(0)
         x = torch.randn(16, dim, generator=g, dtype=torch.float64)
         unit = x / x.norm(dim=1, keepdim=True)
         linear = all(torch.allclose(getattr(sim, f"fold_{k}")(x), unit @ m, rtol=1e-9, atol=1e-12) for k, m in mats.items())
-    finally:
-        similarity.float()
     return {k: m.float().contiguous() for k, m in mats.items()} if linear else {}
 
 
@@ -110,7 +108,8 @@ def export_run(run: PathLike, out: PathLike, *, onnx: bool = True, device: str =
     input_dim = {name: dims["text" if name == "text" else "image"] for name, _, _, _ in sides}
     if onnx:
         for name, _, head, role in sides:
-            written[f"{name}.onnx"] = _export_onnx(_Side(head, index_sim, role).eval(), input_dim[name], out / f"{name}.onnx")
+            side = _Side(head, index_sim, role).train(False)  # inference mode (dropout off)
+            written[f"{name}.onnx"] = _export_onnx(side, input_dim[name], out / f"{name}.onnx")
     doc = {
         "format": FORMAT,
         "task": cfg.data.task,
@@ -168,15 +167,10 @@ def _export_onnx(module: nn.Module, in_dim: int, path: Path) -> Path:
 
 def read_export(directory: PathLike) -> Dict[str, Any]:
     """``export.json`` of an export folder (checked)."""
+    from gssf.utils.io import read_json_object
+
     path = Path(directory) / EXPORT_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"no {EXPORT_FILE} at {directory} (a folder written by gssf export)")
-    if path.stat().st_size > 1 << 20:
-        raise GssfError(f"{path} is larger than 1 MB; refused")
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise GssfError(f"{path} is not valid JSON: {exc}") from None
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT or not isinstance(doc.get("sides"), dict):
+    doc = read_json_object(path, "gssf export")
+    if doc.get("format") != FORMAT or not isinstance(doc.get("sides"), dict):
         raise GssfError(f"{path} is not a gssf export (format {FORMAT} with 'sides')")
     return doc

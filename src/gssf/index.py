@@ -25,7 +25,6 @@ candidates from its static part's index vectors, re-scored with the member itsel
 """
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
@@ -34,6 +33,7 @@ import numpy as np
 import torch
 
 from gssf.errors import GssfError
+from gssf.utils.io import read_json_object, sha256_file
 
 __all__ = ["Hit", "SearchIndex", "build_index", "KINDS"]
 
@@ -42,6 +42,9 @@ FORMAT = 1
 KINDS = ("flat", "ivf", "hnsw")
 PathLike = Union[str, Path]
 MAX_QUERY_CHARS = 2000
+MAX_MANIFEST_BYTES = 512 << 20
+#: The model files whose digests the manifest records and loading checks.
+MODEL_FILES = ("towers.safetensors", "similarity/similarity.safetensors", "similarity/similarity.json", "export.json")
 
 
 @dataclass(frozen=True)
@@ -60,12 +63,6 @@ def _faiss() -> Any:
     from gssf.utils.optional import require
 
     return require("faiss", "index", "gssf index / gssf search")
-
-
-def _sha256(path: Path) -> str:
-    from gssf.utils.io import sha256_file
-
-    return sha256_file(path)
 
 
 def _make_index(vectors: np.ndarray, kind: str, nlist: int, m: int) -> Any:
@@ -106,7 +103,7 @@ class _Model:
                                 hidden_dim=int(head["hidden_dim"]), num_layers=int(head["num_layers"]))  # fmt: skip
             state = {k[len(tower) + 1 :]: v for k, v in weights.items() if k.startswith(tower + ".")}
             module.load_state_dict(state, strict=True)
-            self.heads[side] = module.eval()
+            self.heads[side] = module.train(False)  # inference mode
 
     def embed(self, side: str, features: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
@@ -186,8 +183,8 @@ def build_index(
         "static": model.doc["static"], "source": {"split": None if features or images else split,
                                                   "features": str(features) if features else None,
                                                   "images": str(images) if images else None},
-        "digests": {name: _sha256(out / "model" / name) for name in ("towers.safetensors", "similarity/similarity.safetensors")}
-        | {"index.faiss": _sha256(out / "index.faiss"), "embeddings.npy": _sha256(out / "embeddings.npy")},
+        "digests": {name: sha256_file(out / "model" / name) for name in MODEL_FILES}
+        | {"index.faiss": sha256_file(out / "index.faiss"), "embeddings.npy": sha256_file(out / "embeddings.npy")},
         "encoders": model.doc["source"]["encoders"], "resolution": model.doc["source"]["resolution"],
         "items": items,
     }  # fmt: skip
@@ -282,19 +279,14 @@ class SearchIndex:
     def __init__(self, folder: PathLike) -> None:
         faiss = _faiss()
         self.folder = Path(folder)
-        path = self.folder / MANIFEST
-        if not path.is_file():
-            raise FileNotFoundError(f"no {MANIFEST} at {self.folder} (a folder written by gssf index build)")
-        try:
-            self.manifest = json.loads(path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise GssfError(f"{path} is not valid JSON: {exc}") from None
-        if not isinstance(self.manifest, dict) or self.manifest.get("format") != FORMAT:
-            raise GssfError(f"{path} is not a gssf index manifest (format {FORMAT})")
+        # the items list grows with the gallery: a larger cap than for config files
+        self.manifest = read_json_object(self.folder / MANIFEST, "gssf index build", MAX_MANIFEST_BYTES, fmt=FORMAT)
         digests = self.manifest.get("digests", {})
-        for name in ("index.faiss", "embeddings.npy"):
-            if _sha256(self.folder / name) != digests.get(name):
-                raise GssfError(f"{self.folder / name} does not match the digest in {MANIFEST}: rebuild the index")
+        files = {"index.faiss": self.folder / "index.faiss", "embeddings.npy": self.folder / "embeddings.npy",
+                 **{name: self.folder / "model" / name for name in MODEL_FILES}}  # fmt: skip
+        for name, path in files.items():
+            if not path.is_file() or sha256_file(path) != digests.get(name):
+                raise GssfError(f"{path} does not match the digest in {MANIFEST}: rebuild the index")
         self.index = faiss.read_index(str(self.folder / "index.faiss"))
         self.embeddings = torch.from_numpy(np.load(self.folder / "embeddings.npy", allow_pickle=False))
         self.model = _Model(self.folder / "model")

@@ -16,7 +16,6 @@ safetensors holds no code.
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any, Dict, Union
@@ -80,17 +79,9 @@ def save_similarity(similarity: Any, directory: Union[str, Path]) -> Path:
 
 
 def _read_config(path: Path) -> Dict[str, Any]:
-    if not path.is_file():
-        raise FileNotFoundError(f"no {CONFIG_FILE} at {path.parent} (a folder written by Similarity.save_pretrained)")
-    if path.stat().st_size > MAX_CONFIG_BYTES:
-        raise GssfError(f"{path} is larger than {MAX_CONFIG_BYTES >> 20} MB; refused")
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise GssfError(f"{path} is not valid JSON: {exc}") from None
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        found = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
-        raise GssfError(f"{path}: format {found!r}, expected {FORMAT}")
+    from gssf.utils.io import read_json_object
+
+    doc = read_json_object(path, "Similarity.save_pretrained", MAX_CONFIG_BYTES, fmt=FORMAT)
     if not isinstance(doc.get("name"), str) or not isinstance(doc.get("kwargs"), dict):
         raise GssfError(f"{path} needs a 'name' (string) and 'kwargs' (object)")
     return doc
@@ -141,4 +132,4 @@ def load_similarity(directory: Union[str, Path], map_location: str = "cpu") -> A
                 f"{doc['name']!r} expects {tuple(value.shape)} {value.dtype}"
             )
     similarity.load_state_dict(tensors, strict=True)
-    return similarity.eval()
+    return similarity.train(False)

@@ -70,3 +70,28 @@ def sha256_file(path: PathLike) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def read_json_object(path: PathLike, written_by: str, max_bytes: int = 1 << 20, fmt: Any = None) -> dict:
+    """The JSON object in ``path`` (a file another gssf command wrote, read as untrusted input).
+
+    Raises ``FileNotFoundError`` naming what writes the file, and
+    :class:`~gssf.errors.GssfError` for a file over ``max_bytes``, one that is not a JSON
+    object, or (with ``fmt``) one whose ``"format"`` is not ``fmt``.
+    """
+    from gssf.errors import GssfError
+
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"no {p.name} at {p.parent} (a folder written by {written_by})")
+    if p.stat().st_size > max_bytes:
+        raise GssfError(f"{p} is larger than {max_bytes >> 20} MB; refused")
+    try:
+        doc = json.loads(p.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise GssfError(f"{p} is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise GssfError(f"{p} holds a JSON {type(doc).__name__}, not an object ({written_by} writes one)")
+    if fmt is not None and doc.get("format") != fmt:
+        raise GssfError(f"{p}: format {doc.get('format')!r}, expected {fmt} (written by {written_by})")
+    return doc
