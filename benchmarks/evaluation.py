@@ -2,7 +2,11 @@
 
 Cases (issue 3):
 * image-text: 5,000 images x 25,000 texts (5 captions each), D = 1024 (COCO 5K size);
-* retrieval: 60,000-item leave-one-out (1,000 classes of 60), D = 128.
+* retrieval: 60,000-item leave-one-out (1,000 classes of 60), D = 128;
+* reid: 5,000 queries (camera 0) x 25,000 gallery items (cameras 1-5), 2,500 identities, D = 512.
+
+``--chunks`` measures the image-text and re-ID streaming paths at several chunk sizes
+(``--chunks 128 256 1024 4096 5000``: up to the whole query set in one block).
 
 Every (case, path) runs in a fresh subprocess. Peak memory is the process's peak
 resident set size (``getrusage(RUSAGE_SELF).ru_maxrss``) minus its resident size just
@@ -40,10 +44,12 @@ SIZES = {
     "full": {
         "image_text": {"images": 5000, "captions": 5, "dim": 1024, "chunk": 256},
         "retrieval": {"items": 60000, "classes": 1000, "dim": 128, "chunk": 1024},
+        "reid": {"queries": 5000, "gallery": 25000, "ids": 2500, "dim": 512, "chunk": 1024},
     },
     "quick": {
         "image_text": {"images": 500, "captions": 5, "dim": 256, "chunk": 64},
         "retrieval": {"items": 4000, "classes": 100, "dim": 64, "chunk": 512},
+        "reid": {"queries": 500, "gallery": 2500, "ids": 250, "dim": 64, "chunk": 128},
     },
 }
 
@@ -91,6 +97,8 @@ def _worker(case: str, path: str, chunk: int, variant: str, size: Dict[str, int]
     from gssf.evaluation import (
         image_text_metrics,
         image_text_metrics_from_embeddings,
+        reid_metrics,
+        reid_metrics_from_embeddings,
         retrieval_metrics,
         retrieval_metrics_from_embeddings,
     )
@@ -105,6 +113,17 @@ def _worker(case: str, path: str, chunk: int, variant: str, size: Dict[str, int]
             texts[s : s + 4096].mul_(0.9).add_(images[txt2img[s : s + 4096]], alpha=0.25)
         texts.div_(texts.norm(dim=1, keepdim=True))
         rows, cols = n, n * per
+    elif case == "reid":  # Market-like: every identity in the gallery, queries from camera 0, gallery from 1-5
+        nq, ng, ids, d = size["queries"], size["gallery"], size["ids"], size["dim"]
+        qp, gp = torch.arange(nq) % ids, torch.arange(ng) % ids
+        qc, gc = torch.zeros(nq, dtype=torch.long), 1 + torch.arange(ng) % 5
+        centers = _unit_rows(ids, d, 4)
+        query, gallery = _unit_rows(nq, d, 5), _unit_rows(ng, d, 6)
+        for t, p in ((query, qp), (gallery, gp)):
+            for s in range(0, t.shape[0], 4096):
+                t[s : s + 4096].mul_(0.8).add_(centers[p[s : s + 4096]], alpha=0.35)
+            t.div_(t.norm(dim=1, keepdim=True))
+        rows, cols = nq, ng
     else:
         n, classes, d = size["items"], size["classes"], size["dim"]
         labels = torch.arange(n) % classes
@@ -123,6 +142,10 @@ def _worker(case: str, path: str, chunk: int, variant: str, size: Dict[str, int]
             metrics = image_text_metrics(sim(images, texts), txt2img)
         elif case == "image_text":
             metrics = image_text_metrics_from_embeddings(images, texts, txt2img, sim, chunk_size=chunk)
+        elif case == "reid" and path == "full":
+            metrics = reid_metrics(sim(query, gallery), qp, gp, qc, gc)
+        elif case == "reid":
+            metrics = reid_metrics_from_embeddings(query, gallery, sim, qp, gp, qc, gc, chunk_size=chunk)
         elif path == "full":
             metrics = retrieval_metrics(sim(items, items), labels)
         else:
@@ -189,6 +212,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help="run the full-matrix leave-one-out path (needs ~1.25x the matrix in free RAM)")
     parser.add_argument("--json", default=str(RESULTS), help="where to write the results")
     parser.add_argument("--repeats", type=int, default=2, help="timing runs per image-text configuration")
+    parser.add_argument("--chunks", type=int, nargs="+",
+                        help="image-text streaming chunk sizes to measure (default: the case's chunk and half of it)")
+    parser.add_argument("--cases", nargs="+", choices=("image_text", "retrieval", "reid"), help="only these cases")
     parser.add_argument("--worker", nargs=4, metavar=("CASE", "PATH", "CHUNK", "VARIANT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     sizes = SIZES["quick" if args.quick else "full"]
@@ -219,13 +245,21 @@ def main(argv: Optional[List[str]] = None) -> int:
     }
     lines = []
     for case, size in sizes.items():
+        if args.cases and case not in args.cases:
+            continue
         main_chunk = size["chunk"]
-        matrix_bytes = (size["images"] * size["images"] * size["captions"] if case == "image_text" else size["items"] ** 2) * 4
+        if case == "image_text":
+            matrix_bytes = size["images"] * size["images"] * size["captions"] * 4
+        elif case == "reid":
+            matrix_bytes = size["queries"] * size["gallery"] * 4
+        else:
+            matrix_bytes = size["items"] ** 2 * 4
         configs: List[Tuple[str, int, str]] = [("streaming", main_chunk, "dot")]
-        if case == "image_text":  # the chunk-size trade-off
-            configs += [("streaming", main_chunk // 2, "dot")]
+        if case in ("image_text", "reid"):  # the chunk-size trade-off
+            extra = [c for c in (args.chunks or [main_chunk // 2]) if c != main_chunk]
+            configs += [("streaming", c, "dot") for c in extra]
         full_fits = args.full_loo == "run" or (args.full_loo == "auto" and _available_bytes() > 1.25 * matrix_bytes)
-        if case == "image_text" or full_fits:
+        if case in ("image_text", "reid") or full_fits:
             configs.insert(0, ("full", 0, "dot"))
         one_shot = case == "retrieval" and not args.quick
         runs = [_measure(case, c, 1 if one_shot else args.repeats, not one_shot, args.quick) for c in configs]

@@ -521,3 +521,38 @@ def test_compare_runs_reads_the_runs_query_clusters():
     other[1] = {**other[1], "query_clusters": {"i2t": list(range(20))[::-1], "t2i": labels["t2i"]}}
     with pytest.raises(StatisticsError, match="other query clusters"):
         compare_runs(other, base_c, "rsum", n_boot=50)
+
+
+def test_merged_summaries_keep_other_tasks_and_name_the_command_of_each(tmp_path):
+    from gssf.stats import merge_summaries
+
+    a = {"command": "gssf demo --tasks all", "generated": "2026-12-01T00:00:00+00:00", "git_commit": "aaa",
+         "rows": _rows()}  # tasks image_text and reid
+    frozen = [_row("cosine", task="reid-frozen", setting="frozen", delta_vs_cosine=0.0, delta_ci_low=0.0,
+                   delta_ci_high=0.0, params=0), _row("gssf", task="reid-frozen", setting="frozen")]
+    b = {"command": "gssf demo --tasks reid-frozen", "generated": "2026-12-02T00:00:00+00:00", "git_commit": "bbb",
+         "rows": frozen}
+    merged = merge_summaries(a, b)
+    assert merged["rows"] == _rows() + frozen and merged["command"] == b["command"]
+    assert merged["sources"] == [
+        {"command": a["command"], "generated": a["generated"], "git_commit": "aaa", "tasks": ["image_text", "reid"]},
+        {"command": b["command"], "generated": b["generated"], "git_commit": "bbb", "tasks": ["reid-frozen"]},
+    ]
+    path = write_summary(merged["rows"], tmp_path / "s.json", command=merged["command"], generated=merged["generated"],
+                         git_commit="bbb", sources=merged["sources"])
+    assert read_summary(path)["sources"] == merged["sources"]
+    md = render_results_markdown(read_summary(path))
+    assert "Produced by `gssf demo --tasks all` at commit `aaa` (2026-12-01T00:00:00+00:00): image_text, reid." in md
+    assert "`gssf demo --tasks reid-frozen` at commit `bbb`" in md
+    # re-running one task of the first command replaces that task's rows only
+    redo = {**a, "git_commit": "ccc", "rows": [dict(r, mean=1.0) for r in _rows() if r["task"] == "reid"]}
+    again = merge_summaries(merged, redo)
+    assert [r["task"] for r in again["rows"]] == ["image_text"] * 3 + ["reid-frozen"] * 2 + ["reid"] * 2
+    assert [(s["git_commit"], s["tasks"]) for s in again["sources"]] == [
+        ("aaa", ["image_text"]), ("bbb", ["reid-frozen"]), ("ccc", ["reid"])]
+    # a summary covering every task of the old one stands alone
+    assert "sources" not in merge_summaries(a, a)
+    with pytest.raises(SummaryError, match=r"no source names the task\(s\) \['reid-frozen'\]"):
+        write_summary(merged["rows"], tmp_path / "t.json", command="x", sources=merged["sources"][:1])
+    with pytest.raises(SummaryError, match="claimed by sources"):
+        write_summary(merged["rows"], tmp_path / "t.json", command="x", sources=merged["sources"] + merged["sources"][1:])

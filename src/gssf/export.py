@@ -92,7 +92,7 @@ def export_run(run: PathLike, out: PathLike, *, onnx: bool = True, device: str =
     written: Dict[str, Path] = {}
     sim = model.similarity
     written["similarity"] = sim.save_pretrained(out / "similarity")
-    index_sim = sim if sim.is_static else sim.static_part()
+    index_sim = sim.static_part()
     dims = {k: int(v) for k, v in meta["input_dims"].items()}
     sides = _sides(model)
     heads = {tower: head for _, tower, head, _ in sides}  # a uni-modal model has one tower for both sides

@@ -111,7 +111,7 @@ class _Model:
 
     def index_vectors(self, side: str, emb: torch.Tensor) -> torch.Tensor:
         """The side's fold of embeddings (of the static part for a pair-conditioned member)."""
-        sim = self.similarity if self.similarity.is_static else self.similarity.static_part()
+        sim = self.similarity.static_part()
         role = self.doc["sides"][side]["role"]
         with torch.no_grad():
             return sim.fold_query(emb) if role == "query" else sim.fold_gallery(emb)

@@ -50,7 +50,7 @@ class TwoStage(Similarity):
     def __init__(self, similarity: Similarity, shortlist: int = 100) -> None:
         super().__init__(dim=similarity.dim, eps=similarity.eps)
         self.second = similarity
-        self.first = similarity.static_part() if hasattr(similarity, "static_part") else similarity
+        self.first = similarity.static_part()
         if not self.first.is_static:
             raise GssfError(f"the first stage of {similarity.name!r} is not static: it cannot build a shortlist")
         if self.first.normalizes != similarity.normalizes:

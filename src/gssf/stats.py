@@ -46,6 +46,7 @@ __all__ = [
     "summary_row",
     "validate_rows",
     "write_summary",
+    "merge_summaries",
     "read_summary",
     "render_results_markdown",
 ]
@@ -485,6 +486,8 @@ ROW_KEYS = (
 _TEXT_KEYS = ("task", "setting", "dataset", "similarity", "metric")
 _NUMBER_KEYS = ("mean", "std", "ci_low", "ci_high", "delta_vs_cosine", "delta_ci_low", "delta_ci_high")
 _SUMMARY_KEYS = ("command", "generated", "git_commit", "rows")
+#: Optional: which command produced the rows of which tasks, when a summary merges several runs.
+_SOURCE_KEYS = ("command", "generated", "git_commit", "tasks")
 
 
 def summary_row(
@@ -587,8 +590,13 @@ def write_summary(
     command: str,
     generated: Optional[str] = None,
     git_commit: Optional[str] = None,
+    sources: Optional[Sequence[Mapping[str, Any]]] = None,
 ) -> Path:
     """Validate ``rows`` and write ``{"command", "generated", "git_commit", "rows"}`` atomically.
+
+    ``sources`` (a merged summary, see :func:`merge_summaries`): ``[{"command", "generated",
+    "git_commit", "tasks"}]``, the command that produced the rows of each task; written
+    under ``"sources"``. Every task of the rows must come from exactly one source.
 
     Args:
         rows: dicts with exactly :data:`ROW_KEYS` (see :func:`summary_row`).
@@ -605,21 +613,70 @@ def write_summary(
     target.parent.mkdir(parents=True, exist_ok=True)
     stamp = generated or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     commit = git_commit if git_commit is not None else _git_commit(target.parent)
-    return atomic_write_json(target, {"command": command, "generated": stamp, "git_commit": commit, "rows": clean})
+    data: Dict[str, Any] = {"command": command, "generated": stamp, "git_commit": commit, "rows": clean}
+    if sources is not None:
+        data["sources"] = _check_sources(sources, clean, str(target))
+    return atomic_write_json(target, data)
+
+
+def _check_sources(sources: Any, rows: Sequence[Mapping[str, Any]], where: str) -> List[Dict[str, Any]]:
+    if not isinstance(sources, (list, tuple)) or not sources:
+        raise SummaryError(f"{where}: sources must be a non-empty list")
+    out, owner = [], {}
+    for i, src in enumerate(sources):
+        if not isinstance(src, Mapping) or sorted(src) != sorted(_SOURCE_KEYS):
+            raise SummaryError(f"{where}: sources[{i}] must have exactly the keys {list(_SOURCE_KEYS)}")
+        for k in _SOURCE_KEYS[:3]:
+            if not isinstance(src[k], str) or not src[k]:
+                raise SummaryError(f"{where}: sources[{i}].{k} must be a non-empty string")
+        if not isinstance(src["tasks"], list) or not all(isinstance(t, str) for t in src["tasks"]):
+            raise SummaryError(f"{where}: sources[{i}].tasks must be a list of task names")
+        for t in src["tasks"]:
+            if t in owner:
+                raise SummaryError(f"{where}: task {t!r} is claimed by sources[{owner[t]}] and sources[{i}]")
+            owner[t] = i
+        out.append({k: src[k] for k in _SOURCE_KEYS})
+    missing = sorted({r["task"] for r in rows} - set(owner))
+    if missing:
+        raise SummaryError(f"{where}: no source names the task(s) {missing}")
+    return out
+
+
+def merge_summaries(old: Mapping[str, Any], new: Mapping[str, Any]) -> Dict[str, Any]:
+    """``new`` with the rows of the tasks it does not have kept from ``old``, and ``sources`` saying which
+    command produced which tasks (a task in ``new`` replaces all of its rows in ``old``)."""
+    new_tasks = list(dict.fromkeys(r["task"] for r in new["rows"]))
+    kept = [r for r in old["rows"] if r["task"] not in new_tasks]
+    if not kept:  # new covers everything old had: it stands alone
+        return {k: new[k] for k in (*_SUMMARY_KEYS, "sources") if k in new}
+    old_sources = old.get("sources") or [
+        {"command": old["command"], "generated": old["generated"], "git_commit": old["git_commit"],
+         "tasks": list(dict.fromkeys(r["task"] for r in old["rows"]))}
+    ]
+    kept_tasks = set(r["task"] for r in kept)
+    sources = [{**s, "tasks": [t for t in s["tasks"] if t in kept_tasks]} for s in old_sources]
+    sources = [s for s in sources if s["tasks"]]
+    sources.append({"command": new["command"], "generated": new["generated"], "git_commit": new["git_commit"],
+                    "tasks": new_tasks})
+    return {"command": new["command"], "generated": new["generated"], "git_commit": new["git_commit"],
+            "rows": [*kept, *new["rows"]], "sources": sources}
 
 
 def _check_summary(summary: Any, where: str) -> Dict[str, Any]:
     if not isinstance(summary, Mapping):
         raise SummaryError(f"{where} must hold a JSON object, got {type(summary).__name__}")
-    keys = list(summary)
+    keys = [k for k in summary if k != "sources"]
     if sorted(keys) != sorted(_SUMMARY_KEYS):
-        raise SummaryError(f"{where} has keys {keys}, expected exactly {list(_SUMMARY_KEYS)}")
+        raise SummaryError(f"{where} has keys {keys}, expected exactly {list(_SUMMARY_KEYS)} (and optionally sources)")
     for k in ("command", "generated", "git_commit"):
         if not isinstance(summary[k], str) or not summary[k]:
             raise SummaryError(f"{where}: {k} must be a non-empty string, got {summary[k]!r}")
     if not isinstance(summary["rows"], list):
         raise SummaryError(f"{where}: rows must be a list")
-    return {**{k: summary[k] for k in _SUMMARY_KEYS[:3]}, "rows": validate_rows(summary["rows"])}
+    out = {**{k: summary[k] for k in _SUMMARY_KEYS[:3]}, "rows": validate_rows(summary["rows"])}
+    if "sources" in summary:
+        out["sources"] = _check_sources(summary["sources"], out["rows"], where)
+    return out
 
 
 def read_summary(path: PathLike) -> Dict[str, Any]:
@@ -655,7 +712,11 @@ def render_results_markdown(summary: Mapping[str, Any], *, digits: int = 1, titl
         "",
         "<!-- Generated from docs/results/summary.json by gssf.stats.render_results_markdown; do not edit. -->",
         "",
-        f"Produced by `{s['command']}` at commit `{s['git_commit']}` ({s['generated']}).",
+        *(
+            [f"Produced by `{src['command']}` at commit `{src['git_commit']}` ({src['generated']}): "
+             + ", ".join(src["tasks"]) + "." for src in s["sources"]]
+            if s.get("sources") else [f"Produced by `{s['command']}` at commit `{s['git_commit']}` ({s['generated']})."]
+        ),
         "Mean ± sample standard deviation over seeds. 95% CI: percentile bootstrap that resamples",
         "seeds and test queries together; Δ vs cosine is paired (same seeds, same queries, same",
         "resampling). † marks a Δ whose 95% CI excludes 0.",

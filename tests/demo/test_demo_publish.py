@@ -130,3 +130,52 @@ def test_the_default_seeds_are_five_and_the_cli_repeats_them() -> None:
     assert demo_run.DEFAULT_SEEDS == (0, 1, 2, 3, 4) == demo_cmd._DEFAULT_SEEDS
     args = demo_cmd.add_parser(argparse.ArgumentParser().add_subparsers()).parse_args([])
     assert args.seeds == [0, 1, 2, 3, 4] and args.publish is None
+
+
+def _pays_row(task: str, setting: str, sim: str, delta: float, lo: float, hi: float, metric: str, params: int = 10):
+    return dict(task=task, setting=setting, dataset=task, similarity=sim, metric=metric, seeds=[0, 1, 2, 3, 4],
+                mean=50.0 + delta, std=1.0, ci_low=48.0 + delta, ci_high=52.0 + delta, delta_vs_cosine=delta,
+                delta_ci_low=lo, delta_ci_high=hi, params=params)
+
+
+def test_where_gssf_pays_table_lists_frozen_first_and_says_what_the_cis_say(tmp_path: Path) -> None:
+    from gssf.demo.publish import PAYS_BEGIN, PAYS_END, pays_table
+
+    rows = [
+        _pays_row("tux", "head", "cosine", 0, 0, 0, "rsum", 0), _pays_row("tux", "head", "gssf", -5, -10, 1, "rsum"),
+        _pays_row("tux", "head", "diagonal", 0.1, -2, 2, "rsum"),
+        _pays_row("emoji-reid", "head", "cosine", 0, 0, 0, "mAP", 0),
+        _pays_row("emoji-reid", "head", "gssf", -1.4, -2.4, -0.6, "mAP"),
+        _pays_row("emoji-reid-frozen", "frozen", "cosine", 0, 0, 0, "mAP", 0),
+        _pays_row("emoji-reid-frozen", "frozen", "gssf", 9.0, 8.0, 10.0, "mAP", 104_960),
+        _pays_row("emoji-reid-frozen", "frozen", "gssf", 1.0, 0.5, 1.5, "R@1", 104_960),  # not the main metric
+    ]
+    summary = {"command": "c", "generated": "g", "git_commit": "x", "rows": rows}
+    lines = pays_table(summary).splitlines()
+    assert [line.split(" | ")[1] for line in lines[2:]] == ["emoji-reid-frozen", "tux", "emoji-reid"]
+    assert lines[2].startswith("| frozen | emoji-reid-frozen | mAP | +9.0 [+8.0, +10.0] † | gssf, +9.0 [+8.0, +10.0] †")
+    assert "| 104,960 | " in lines[2] and lines[2].endswith("| gssf above cosine; gssf too |")
+    assert "| diagonal, +0.1 [-2.0, +2.0] |" in lines[3] and lines[3].endswith("(CIs include 0) |")
+    assert lines[4].endswith("| every learned member below cosine |")
+    # publishing writes it between the markers of results.md and of the README beside the docs folder
+    docs = _docs(tmp_path, PAGE + f"\n{PAYS_BEGIN}\nold\n{PAYS_END}\n")
+    (tmp_path / "README.md").write_text(f"# r\n{PAYS_BEGIN}\n{PAYS_END}\nend\n", encoding="utf-8")
+    from gssf.stats import write_summary
+
+    src = write_summary(rows, tmp_path / "s.json", command="c", generated="g", git_commit="x")
+    out = publish_summary(src, docs)
+    assert set(out) == {"summary", "page", "readme"}
+    for path in (docs / "results.md", tmp_path / "README.md"):
+        text = path.read_text(encoding="utf-8")
+        assert pays_table(summary).strip() in text and "old" not in text.split(PAYS_BEGIN)[1].split(PAYS_END)[0]
+
+
+def test_the_settings_suite_is_every_task_outside_the_head_setting() -> None:
+    tasks = demo_run.suite_tasks("settings")
+    assert tasks and set(tasks) == {n for n, t in demo_run.DEMO_TASKS.items() if t.setting != "head"}
+    assert {"emoji-reid-frozen", "wesnoth-frozen", "tux-frozen"} <= set(tasks)
+    assert demo_run.command_line(tasks, [0, 1], suite="settings") == "gssf demo --suite settings --seeds 0 1"
+    with pytest.raises(ValueError, match="unknown suite 'x'"):
+        demo_run.suite_tasks("x")
+    with pytest.raises(SystemExit, match="--tasks or --suite, not both"):
+        main(["demo", "--suite", "settings", "--tasks", "tux"])

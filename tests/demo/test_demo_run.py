@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
+import torch
 
 from gssf.cli.main import main
 from gssf.stats import read_summary
@@ -101,3 +102,39 @@ def test_tune_chooses_each_learnable_members_lr_on_validation_only(
     report = json.loads(Path("demo/report.json").read_text())
     assert report["tuning"]["tux"] == tuning and "diagonal" in report["meta"]["tuning"]
     assert read_summary(Path("demo/summary.json"))["command"].endswith("--tune")
+
+
+def test_frozen_setting_starts_from_the_cosine_runs_towers(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """tux-frozen: each seed loads the heads of tux's cosine run (trained first) and keeps them fixed."""
+    from safetensors.torch import load_file
+
+    monkeypatch.chdir(tmp_path)
+    argv = ["demo", "--tasks", "tux-frozen", "--seeds", "0", "--similarities", "cosine", "gssf", "--epochs", "2",
+            "--out", "demo", "--no-progress", "--no-figures"]
+    assert main(argv) == 0
+    source = Path("demo/tux/cosine/seed0")
+    assert (source / "results.json").is_file()  # the towers' run, trained because it was missing
+    report = json.loads(Path("demo/report.json").read_text())
+    runs = report["tasks"]["tux-frozen"]
+    # cosine on the frozen towers ranks exactly as the run that trained them
+    assert runs["cosine"][0]["test"] == json.loads((source / "results.json").read_text())["test"]
+    src = load_file(str(source / "checkpoints" / "best.safetensors"))
+    got = load_file("demo/tux-frozen/gssf/seed0/checkpoints/best.safetensors")
+    heads = [k for k in src if not k.startswith("model.similarity.") and k.startswith("model.")]
+    assert heads and all(torch.equal(src[k], got[k]) for k in heads)
+    assert runs["gssf"][0]["learned"]["norm_M_minus_I"] > 0
+    rows = read_summary(Path("demo/summary.json"))["rows"]
+    assert rows and {r["setting"] for r in rows} == {"frozen"} and {r["task"] for r in rows} == {"tux-frozen"}
+    capsys.readouterr()
+    assert main(argv) == 0  # everything reused
+    assert all("(reused" in line for line in capsys.readouterr().out.splitlines() if line.startswith("[tux-frozen]"))
+    # retraining the towers' run makes the frozen runs train again
+    import shutil
+
+    shutil.rmtree(source)
+    Path("demo/tux/cosine/seed0.demo.json").unlink()
+    assert main(argv) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[tux-frozen]")]
+    assert len(lines) == 2 and not any("(reused" in line for line in lines)

@@ -116,3 +116,42 @@ def test_results_do_not_depend_on_gallery_order(seed):
     base = retrieval_metrics(s, labels, labels, ks=(1, 2))
     shuffled = retrieval_metrics(s[:, perm], labels, labels[perm], ks=(1, 2))
     assert base == shuffled
+
+
+def test_large_streamed_blocks_are_ranked_in_full_path_sized_views(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A score block larger than the full path's walking step is split into row views of that
+    size (so streaming temporaries never exceed the full path's), with the same metrics."""
+    import gssf
+    from gssf.evaluation import (image_text_metrics_from_embeddings, reid_metrics_from_embeddings,
+                                 retrieval_metrics_from_embeddings)
+    from gssf.evaluation import ranking
+
+    g = torch.Generator().manual_seed(0)
+    sim = gssf.create_similarity("cosine")
+    img, txt = torch.randn(30, 8, generator=g), torch.randn(60, 8, generator=g)
+    txt2img = torch.arange(30).repeat_interleave(2)
+    items, labels = torch.randn(50, 8, generator=g), torch.arange(50) % 7
+    gal, gp = torch.randn(40, 8, generator=g), torch.arange(40) % 10
+    qp, qc, gc = torch.arange(12) % 10, torch.zeros(12, dtype=torch.long), torch.ones(40, dtype=torch.long)
+    q = torch.randn(12, 8, generator=g)
+
+    def all_metrics():
+        return (image_text_metrics_from_embeddings(img, txt, txt2img, sim, chunk_size=30, per_query=True),
+                retrieval_metrics_from_embeddings(items, sim, labels, chunk_size=50, per_query=True),
+                reid_metrics_from_embeddings(q, gal, sim, qp, gp, qc, gc, max_rank=10, chunk_size=12, per_query=True))
+
+    whole = all_metrics()
+    seen = []
+    original = ranking.checked_blocks
+
+    def spy(blocks, name="scores"):
+        for start, b in original(blocks, name):
+            seen.append(b.numel())
+            yield start, b
+
+    monkeypatch.setattr(ranking, "_BLOCK_ELEMENTS", 100)
+    for mod in ("image_text", "retrieval", "reid"):
+        monkeypatch.setattr(f"gssf.evaluation.{mod}.checked_blocks", spy)
+    split = all_metrics()
+    assert seen and max(seen) <= 100  # every block the ranking saw was a view of at most 100 scores
+    assert split == whole

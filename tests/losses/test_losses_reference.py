@@ -297,16 +297,39 @@ def test_every_loss_works_with_every_similarity(sim_name: str) -> None:
     x = torch.randn(6, dim, generator=g, requires_grad=True)
     y = torch.randn(6, dim, generator=g, requires_grad=True)
     ids = torch.tensor([0, 0, 1, 2, 3, 3])
-    for name in CROSS + UNI:
+    cases = [(n, {}) for n in CROSS + ["triplet"]]
+    cases += [("id_ce", {"num_classes": 4, "dim": dim}), ("id_ce", {"num_classes": 4, "dim": dim, "proxy_scores": "full"})]
+    for name, kw in cases:
         sim = gssf.create_similarity(sim_name, dim=dim)
-        kw = {"num_classes": 4, "dim": dim} if name == "id_ce" else {}
         loss_fn = create_loss(name, similarity=sim, **kw)
         loss = loss_fn(x, y, ids, ids) if name in CROSS else loss_fn(x, ids)
         assert loss.dim() == 0 and torch.isfinite(loss), (sim_name, name)
         loss.backward()
-        params = list(sim.parameters())
+        # id_ce scores its proxies with the static part unless proxy_scores="full"
+        trained = sim.static_part() if name == "id_ce" and "proxy_scores" not in kw else sim
+        params = list(trained.parameters())
         if params:
             assert all(p.grad is not None for p in params), (sim_name, name)
             assert any(float(p.grad.abs().sum()) > 0 for p in params), (sim_name, name)
         assert x.grad is not None and torch.isfinite(x.grad).all()
         x.grad = y.grad = None
+
+
+def test_id_ce_scores_proxies_with_the_static_part() -> None:
+    torch.manual_seed(0)
+    sim = gssf.create_similarity("gssf_dynamic", dim=8, hidden=3)
+    with torch.no_grad():
+        sim.gate_diag.normal_(0, 0.1)  # a dynamic part that changes the scores
+    x, labels = torch.randn(5, 8), torch.tensor([0, 1, 2, 0, 1])
+    static = create_loss("id_ce", similarity=sim, num_classes=3, dim=8)
+    full = create_loss("id_ce", similarity=sim, num_classes=3, dim=8, proxy_scores="full")
+    full.proxies.data.copy_(static.proxies.data)
+    f = torch.nn.functional
+    expect_static = f.cross_entropy(sim.static_part()(x, static.proxies) / static.temperature, labels)
+    expect_full = f.cross_entropy(sim(x, static.proxies) / static.temperature, labels)
+    assert torch.allclose(static(x, labels), expect_static) and torch.allclose(full(x, labels), expect_full)
+    assert not torch.allclose(expect_static, expect_full)
+    static(x, labels).backward()
+    assert sim.gate_diag.grad is None and sim.diagonal.theta.grad is not None
+    with pytest.raises(ValueError, match="proxy_scores"):
+        create_loss("id_ce", similarity=sim, num_classes=3, dim=8, proxy_scores="gates")

@@ -365,3 +365,35 @@ def test_overflowing_but_finite_rows_are_accepted_and_bad_rows_found() -> None:
     big[1, 2] = float("-inf")
     with pytest.raises(ValueError, match=r"x has 1 row\(s\) with NaN or Inf values: rows 1"):
         sim(big, rand(2, 8))
+
+
+@pytest.mark.parametrize("name", gssf.list_similarities())
+def test_static_part_is_the_member_itself_or_a_static_similarity(name: str) -> None:
+    sim = gssf.create_similarity(name, dim=D)
+    part = sim.static_part()
+    if sim.is_static:
+        assert part is sim
+    else:
+        assert part.is_static and part is not sim
+        shared = {id(p) for p in sim.parameters()}
+        assert all(id(p) in shared for p in part.parameters())  # shares, never copies
+        sim.eval()
+        sim.validate = False
+        part = sim.static_part()
+        assert not part.training and part.validate is False
+
+
+@pytest.mark.parametrize("name", [n for n in LEARNABLE if gssf.get_similarity_class(n).gallery_fold_is_unit])
+def test_the_cosine_index_serves_a_learned_member_through_folded_queries(name: str) -> None:
+    """The frozen setting: the gallery index of a cosine model is not rebuilt for a learned static member."""
+    dim = 64
+    sim = gssf.create_similarity(name, dim=dim)
+    perturb(sim, 21, scale=1.0)
+    queries, gallery = rand(40, dim, seed=22), rand(1500, dim, seed=23)
+    cosine_index = faiss.IndexFlatIP(dim)  # what the cosine deployment built: unit gallery rows
+    cosine_index.add(np.ascontiguousarray(torch.nn.functional.normalize(gallery, dim=1).numpy()))
+    with torch.no_grad():
+        scores, found = cosine_index.search(np.ascontiguousarray(sim.fold_query(queries).numpy()), 10)
+        exact = sim(queries, gallery)
+    np.testing.assert_array_equal(found, torch.topk(exact, k=10, dim=1).indices.numpy())
+    np.testing.assert_allclose(scores, torch.topk(exact, k=10, dim=1).values.numpy(), rtol=1e-5, atol=1e-5)

@@ -179,7 +179,9 @@ def test_matrix_matches_loop_reference(name: str, kwargs: dict) -> None:
     assert got.shape == (4, 5) and got.dtype == torch.float64
     with torch.no_grad():
         want = torch.tensor([[ref_pair(sim, x[i], y[j]) for j in range(5)] for i in range(4)], dtype=torch.float64)
+        inference = sim(x, y)  # without autograd (gssf_dynamic: sigmoid-form gates, preallocated result)
     torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(inference, want, rtol=1e-10, atol=1e-10)
 
 
 @pytest.mark.parametrize("name,kwargs", CONFIGS, ids=IDS)
@@ -222,7 +224,11 @@ def test_dynamic_pair_budget_chunks_equal_unchunked(name: str, budget: int) -> N
     small.load_state_dict(big.state_dict())
     g = torch.Generator().manual_seed(8)
     x, y = torch.randn(13, D, generator=g, dtype=torch.float64), torch.randn(11, D, generator=g, dtype=torch.float64)
-    torch.testing.assert_close(small(x, y), big(x, y), rtol=1e-12, atol=1e-12)
+    reference = big(x, y)
+    torch.testing.assert_close(small(x, y), reference, rtol=1e-12, atol=1e-12)
+    with torch.no_grad():  # the inference path writes chunks into a preallocated matrix
+        torch.testing.assert_close(small(x, y), reference, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(big(x, y), reference, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("name,kwargs", CONFIGS, ids=IDS)

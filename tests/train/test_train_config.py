@@ -118,3 +118,31 @@ def test_every_field_is_documented() -> None:
         assert f"**`{section.name}`**" in doc
         for f in dataclasses.fields(getattr(TrainConfig(), section.name)):
             assert f"| `{f.name}` |" in doc, f"{section.name}.{f.name} missing from docs/training.md"
+
+
+def test_a_preset_may_inherit_another_and_change_only_some_keys(tmp_path: Path) -> None:
+    frozen = load_config("emoji-reid-frozen")
+    base = load_config("emoji-reid")
+    assert (frozen.model.head, frozen.model.embed_dim) == ("identity", 1280)
+    assert frozen.data == base.data and frozen.loss.margin == base.loss.margin and frozen.loss.name == "triplet"
+    assert (frozen.train.batch_size, frozen.train.epochs, base.train.epochs) == (base.train.batch_size, 15, 25)
+    child = tmp_path / "child.yaml"
+    child.write_text("inherit: tux\ntrain:\n  epochs: 3\n")
+    cfg = load_config(str(child))
+    assert cfg.train.epochs == 3 and cfg.optim == load_config("tux").optim
+    grand = tmp_path / "grand.yaml"
+    grand.write_text(f"inherit: {child}\nmodel:\n  embed_dim: 64\n")
+    assert (load_config(str(grand)).train.epochs, load_config(str(grand)).model.embed_dim) == (3, 64)
+    loop_a, loop_b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    loop_a.write_text(f"inherit: {loop_b}\n")
+    loop_b.write_text(f"inherit: {loop_a}\n")
+    with pytest.raises(ValueError, match="'inherit' makes a cycle"):
+        load_config(str(loop_a))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("inherit: [tux]\n")
+    with pytest.raises(ValueError, match="'inherit' must name a preset"):
+        load_config(str(bad))
+    missing = tmp_path / "missing.yaml"
+    missing.write_text("inherit: no-such-preset\n")
+    with pytest.raises(FileNotFoundError, match="no config file or preset named 'no-such-preset'"):
+        load_config(str(missing))

@@ -219,3 +219,44 @@ def test_grouped_image_text_trains_on_covering_pairs_and_evaluates_by_group(tmp_
     assert res["test"]["t2i_R@5"] == pytest.approx(100.0 * float(np.mean(np.asarray(t2i) <= 5)), abs=1e-6)
     # 12 test groups, 36 images: chance i2t R@1 is about 8 %
     assert res["test"]["i2t_R@1"] > 40, res["test"]
+
+
+def test_heads_from_a_cosine_run_frozen_while_only_the_similarity_learns(features: str, tmp_path: Path) -> None:
+    """The frozen setting: towers trained with cosine, then fixed; a similarity learns on top."""
+    from safetensors.torch import load_file
+
+    base = run(tiny_config(features, "similarity.name=cosine", "similarity.kwargs={}", "train.epochs=3"),
+               tmp_path / "cosine", progress=False)
+    frozen_cos = run(tiny_config(features, "similarity.name=cosine", "similarity.kwargs={}", "train.epochs=2",
+                                 f"model.heads_from={tmp_path / 'cosine'}", "model.freeze_heads=true"),
+                     tmp_path / "frozen-cosine", progress=False)
+    # nothing that ranks learns: the cosine baseline of the frozen setting is the source run itself
+    assert frozen_cos["test"] == base["test"]
+    assert frozen_cos["towers_from"]["path"].endswith("best.json") and frozen_cos["towers_from"]["sha256"]["weights"]
+    res = run(tiny_config(features, "train.epochs=2", "optim.similarity_lr=0.05",
+                          f"model.heads_from={tmp_path / 'cosine'}", "model.freeze_heads=true"),
+              tmp_path / "frozen-gssf", progress=False)
+    src = load_file(str(tmp_path / "cosine" / "checkpoints" / "best.safetensors"))
+    out = load_file(str(tmp_path / "frozen-gssf" / "checkpoints" / "last.safetensors"))
+    towers = [k for k in src if k.startswith("model.") and not k.startswith("model.similarity.")]
+    assert towers and all(torch.equal(src[k], out[k]) for k in towers)  # the heads did not move
+    fresh = gssf.create_similarity("gssf", dim=16, num_blocks=4).state_dict()
+    moved = [k for k in fresh if not torch.equal(out[f"model.similarity.{k}"], fresh[k])]
+    assert moved  # the similarity did
+    assert res["test"] != base["test"]
+    # the optimizer holds no tower parameter
+    t = Trainer(tiny_config(features, f"model.heads_from={tmp_path / 'cosine'}", "model.freeze_heads=true"),
+                tmp_path / "t", progress=False)
+    names = {g["name"] for g in t.optimizer.param_groups}
+    assert "heads" not in names and "heads_no_decay" not in names and "similarity" in names
+
+
+def test_heads_from_refuses_a_run_of_another_architecture(features: str, tmp_path: Path) -> None:
+    run(tiny_config(features, "train.epochs=1"), tmp_path / "src", progress=False)
+    with pytest.raises(ValueError, match="embed_dim"):
+        Trainer(tiny_config(features, "model.embed_dim=8", f"model.heads_from={tmp_path / 'src'}"),
+                tmp_path / "t", progress=False)
+    with pytest.raises(FileNotFoundError, match="no checkpoint found"):
+        Trainer(tiny_config(features, f"model.heads_from={tmp_path / 'nowhere'}"), tmp_path / "u", progress=False)
+    with pytest.raises(ValueError, match="model.freeze_heads.*model.heads_from"):
+        Trainer(tiny_config(features, "model.freeze_heads=true"), tmp_path / "v", progress=False)

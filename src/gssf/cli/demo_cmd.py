@@ -16,7 +16,7 @@ def _run(args: argparse.Namespace) -> int:
     require_train_extra("gssf demo")
     require("PIL", "data", "gssf demo")  # the demo's datasets are images
     from gssf.demo import DEFAULT_TASKS, DEMO_TASKS, run_demo
-    from gssf.demo.run import command_line
+    from gssf.demo.run import command_line, suite_tasks
 
     if args.ablation:
         from gssf.demo.ablation import run_ablation
@@ -24,13 +24,19 @@ def _run(args: argparse.Namespace) -> int:
         run_ablation(preset=args.ablation, out_dir=Path(args.out) / "ablation", extra_overrides=list(args.set or []))
         return 0
 
-    tasks = list(DEMO_TASKS) if args.tasks == ["all"] else (args.tasks or list(DEFAULT_TASKS))
+    if args.suite and args.tasks:
+        raise SystemExit("gssf demo: error: give --tasks or --suite, not both")
+    if args.suite:
+        tasks = suite_tasks(args.suite)
+    else:
+        tasks = list(DEMO_TASKS) if args.tasks == ["all"] else (args.tasks or list(DEFAULT_TASKS))
     overrides = list(args.set or [])
     if args.epochs is not None:
         overrides.append(f"train.epochs={args.epochs}")
     # summary.json names the command: every option that changes the numbers, 'all' kept as typed
     tune = False if args.tune is None else (True if not args.tune else list(args.tune))
-    command = command_line(["all"] if args.tasks == ["all"] else tasks, args.seeds, args.similarities, overrides, tune)
+    named = ["all"] if args.tasks == ["all"] else tasks
+    command = command_line(named, args.seeds, args.similarities, overrides, tune, suite=args.suite)
     run_demo(
         tasks=tasks,
         seeds=args.seeds,
@@ -57,6 +63,9 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> ar
     )
     p.add_argument("--tasks", nargs="+", metavar="TASK",
                    help="tasks to run (default: tux); 'all' runs every registered task")
+    p.add_argument("--suite", choices=("settings",),
+                   help="a group of tasks instead of --tasks: 'settings' runs every task of every setting other "
+                   "than trainable heads (frozen, ...)")
     p.add_argument("--seeds", nargs="+", type=int, default=list(_DEFAULT_SEEDS),
                    help=f"seeds (default {' '.join(map(str, _DEFAULT_SEEDS))})")
     p.add_argument("--similarities", nargs="+", metavar="NAME",

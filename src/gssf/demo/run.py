@@ -30,7 +30,13 @@ __all__ = ["DemoTask", "DEMO_TASKS", "DEFAULT_TASKS", "DEFAULT_SEEDS", "run_demo
 
 @dataclass(frozen=True)
 class DemoTask:
-    """A task of the demo: a preset and the similarities compared on it."""
+    """A task of the demo: a preset and the similarities compared on it.
+
+    ``setting`` names what learns besides the similarity (``summary.json``'s field): ``head``
+    (trainable heads), ``frozen`` (nothing: the similarity learns on fixed features). With
+    ``heads_from``, every seed's run first loads the towers of that demo task's cosine run of
+    the same seed (trained first when missing), and its preset keeps them fixed.
+    """
 
     name: str
     preset: str
@@ -39,6 +45,8 @@ class DemoTask:
     description: str
     main_metric: str
     overrides: Sequence[str] = field(default_factory=tuple)
+    setting: str = "head"
+    heads_from: Optional[str] = None
 
 
 DEMO_TASKS: Dict[str, DemoTask] = {
@@ -163,6 +171,41 @@ DEMO_TASKS: Dict[str, DemoTask] = {
         main_metric="rsum",
         overrides=("train.num_threads=1",),
     ),
+    # Setting "frozen": the similarity is the only thing that learns (issue: "when does GSSF pay?").
+    "emoji-reid-frozen": DemoTask(
+        name="emoji-reid-frozen",
+        preset="emoji-reid-frozen",
+        datasets=("emoji",),
+        similarities=("cosine", "diagonal", "block_diagonal", "gssf", "bilinear", "mahalanobis", "gssf_dynamic"),
+        description="Emoji re-identification on frozen 1280-d EfficientNet-Lite0 features: no head, only the "
+        "similarity learns (batch-hard triplet + identity cross-entropy); cosine = the untrained features",
+        main_metric="mAP",
+        overrides=("train.num_threads=1",),
+        setting="frozen",
+    ),
+    "wesnoth-frozen": DemoTask(
+        name="wesnoth-frozen",
+        preset="wesnoth-frozen",
+        datasets=("wesnoth",),
+        similarities=("cosine", "diagonal", "block_diagonal", "gssf", "bilinear", "mahalanobis", "gssf_dynamic"),
+        description="Wesnoth fine-grained retrieval on frozen 1280-d EfficientNet-Lite0 features (128 px): no "
+        "head, only the similarity learns; cosine = the untrained features",
+        main_metric="R@1",
+        overrides=("train.num_threads=1",),
+        setting="frozen",
+    ),
+    "tux-frozen": DemoTask(
+        name="tux-frozen",
+        preset="tux-frozen",
+        datasets=("tux",),
+        similarities=("cosine", "diagonal", "block_diagonal", "gssf", "bilinear", "mahalanobis", "gssf_dynamic"),
+        description="Tux Paint image <-> caption retrieval in a frozen joint space: the heads of the tux task's "
+        "cosine run (same seed) are loaded and kept fixed, only the similarity learns",
+        main_metric="rsum",
+        overrides=("train.num_threads=1",),
+        setting="frozen",
+        heads_from="tux",
+    ),
 }
 DEFAULT_TASKS = ("tux",)
 #: Five seeds: the fewest the statistics of issue 10 accept (30 Tux runs fit in the 10-minute budget).
@@ -266,6 +309,36 @@ def _run_or_reuse(cfg: Any, run_dir: Path, progress: bool) -> Tuple[Dict[str, An
     return results, reused
 
 
+def cosine_run_config(task: DemoTask, seed: int, overrides: Sequence[str] = ()) -> Any:
+    """The config of ``task``'s cosine run of ``seed`` (what a ``heads_from`` task loads its towers from)."""
+    from gssf.train import load_config
+
+    # the same overrides as the task's own cosine run, so that run is reused when it exists
+    return load_config(task.preset, overrides=[*task.overrides, "similarity.name=cosine", f"train.seed={seed}", *overrides])
+
+
+def _towers_run(task: DemoTask, seed: int, overrides: Sequence[str], out_dir: Path, progress: bool) -> Optional[Path]:
+    """The run folder whose towers ``task`` starts from at ``seed`` (trained now if missing), or None."""
+    if task.heads_from is None:
+        return None
+    source = DEMO_TASKS[task.heads_from]
+    run_dir = out_dir / source.name / "cosine" / f"seed{seed}"
+    _run_or_reuse(cosine_run_config(source, seed, overrides), run_dir, progress)
+    return run_dir
+
+
+def _forget_if_towers_changed(run_dir: Path, towers: Path) -> None:
+    """Make a finished run train again when the towers it loaded were retrained since."""
+    from gssf.train.checkpoint import load_checkpoint_meta
+
+    results = run_dir / "results.json"
+    if not results.exists():
+        return
+    used = (json.loads(results.read_text()).get("towers_from") or {}).get("checkpoint_id")
+    if used != load_checkpoint_meta(towers)["checkpoint_id"]:
+        run_dir.with_name(f"{run_dir.name}.demo.json").unlink(missing_ok=True)
+
+
 def _backfill_per_query(run_dir: Path, split: str) -> None:
     """Write the per-query test values of a finished run that lacks them (its ``results.json`` stays).
 
@@ -315,13 +388,17 @@ def _run_task(
     for sim in sims:
         runs = []
         for seed in seeds:
+            towers = _towers_run(task, seed, overrides, out_dir, progress)
             cfg = load_config(
                 task.preset,
                 overrides=[*task.overrides, f"similarity.name={sim}", f"train.seed={seed}", *overrides,
-                           *([f"optim.similarity_lr={tuned[sim]}"] if tuned and sim in tuned else [])],
+                           *([f"optim.similarity_lr={tuned[sim]}"] if tuned and sim in tuned else []),
+                           *([f"model.heads_from={towers}"] if towers else [])],
             )
             bar.start(f"{task.name} {sim} seed {seed}")
             run_dir = out_dir / task.name / sim / f"seed{seed}"
+            if towers:
+                _forget_if_towers_changed(run_dir, towers)
             res, reused = _train_one(cfg, run_dir, progress)
             runs.append({"seed": seed, **{k: res.get(k) for k in _RUN_KEYS}})
             clusters = {"query_clusters": res["query_clusters"]} if res.get("query_clusters") else {}
@@ -352,12 +429,21 @@ def _git_commit() -> str:
     return commit_of(Path(__file__).resolve().parent)
 
 
+def suite_tasks(suite: str) -> List[str]:
+    """The demo tasks of a suite: ``settings`` = every task whose setting is not ``head``."""
+    if suite != "settings":
+        raise ValueError(f"unknown suite {suite!r}; choose from ['settings']")
+    return [name for name, task in DEMO_TASKS.items() if task.setting != "head"]
+
+
 def command_line(tasks: Sequence[str], seeds: Sequence[int], similarities: Optional[Sequence[str]] = None,
-                 overrides: Sequence[str] = (), tune: Union[bool, Sequence[str]] = False) -> str:
+                 overrides: Sequence[str] = (), tune: Union[bool, Sequence[str]] = False,
+                 suite: Optional[str] = None) -> str:
     """The ``gssf demo`` command that reproduces a report's numbers (every option that changes them)."""
     import shlex
 
-    parts = ["gssf", "demo", "--tasks", *tasks, "--seeds", *(str(s) for s in seeds)]
+    which = ["--suite", suite] if suite else ["--tasks", *tasks]
+    parts = ["gssf", "demo", *which, "--seeds", *(str(s) for s in seeds)]
     if similarities:
         parts += ["--similarities", *similarities]
     for o in overrides:
@@ -433,9 +519,17 @@ def run_demo(
         for task, sims in plan:
             tuned = None
             if task.name in tuned_tasks:
-                from gssf.demo.tuning import tune_task
+                from gssf.demo.tuning import TUNE_SEED, tune_task
 
-                result = tune_task(task, sims, overrides, out_dir, lambda c, d: _run_or_reuse(c, d, progress), log=bar.note)
+                towers = _towers_run(task, TUNE_SEED, overrides, out_dir, progress)
+                tune_overrides = [*overrides, *([f"model.heads_from={towers}"] if towers else [])]
+
+                def tune_one(cfg: Any, run_dir: Path) -> Tuple[Dict[str, Any], bool]:
+                    if towers:
+                        _forget_if_towers_changed(run_dir, towers)
+                    return _run_or_reuse(cfg, run_dir, progress)
+
+                result = tune_task(task, sims, tune_overrides, out_dir, tune_one, log=bar.note)
                 report.setdefault("tuning", {})[task.name] = result
                 tuned = {sim: m["selected"] for sim, m in result["members"].items()}
             evaluations = _run_task(task, sims, seeds, overrides, out_dir, progress, bar, report, histories, tuned)
@@ -459,7 +553,8 @@ def run_demo(
         "threads": torch.get_num_threads(),
     }
     atomic_write_json(out_dir / "histories.json", histories)
-    summary = write_summary(summary_rows(report), out_dir / "summary.json", command=report["meta"]["command"],
+    settings = {t: DEMO_TASKS[t].setting for t in tasks}
+    summary = write_summary(summary_rows(report, settings), out_dir / "summary.json", command=report["meta"]["command"],
                             git_commit=report["meta"]["git_commit"])
     fig_paths: Dict[str, List[Path]] = {}
     if figures:

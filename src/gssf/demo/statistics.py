@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Sequence
+from typing import Any, Dict, List, Mapping, Sequence, Union
 
 
 from gssf.errors import StatisticsError
@@ -104,10 +104,14 @@ def task_statistics(
     return out
 
 
-def summary_rows(report: Mapping[str, Any], setting: str = "head") -> List[Dict[str, Any]]:
-    """The ``summary.json`` rows of a demo report: one per task, metric and member (in that order)."""
+def summary_rows(report: Mapping[str, Any], setting: Union[str, Mapping[str, str]] = "head") -> List[Dict[str, Any]]:
+    """The ``summary.json`` rows of a demo report: one per task, metric and member (in that order).
+
+    ``setting``: the setting of every task, or one per task name (``head``, ``frozen``, ...).
+    """
     rows = []
     for task, by_member in report.get("statistics", {}).items():
+        task_setting = setting if isinstance(setting, str) else setting.get(task, "head")
         runs = report["tasks"][task]
         metrics = list(next(iter(by_member.values()), {}))
         for metric in metrics:
@@ -115,7 +119,7 @@ def summary_rows(report: Mapping[str, Any], setting: str = "head") -> List[Dict[
                 s = stats[metric]
                 first = runs[member][0]
                 rows.append(summary_row(
-                    task=task, setting=setting, dataset=str(first.get("dataset") or task), similarity=member,
+                    task=task, setting=task_setting, dataset=str(first.get("dataset") or task), similarity=member,
                     metric=metric, seeds=[r["seed"] for r in runs[member]], params=int(first.get("params", 0)),
                     member=MemberSummary(s["mean"], s["std"], s["ci_low"], s["ci_high"], tuple(s["per_seed"]),
                                          s["n_boot"], s["ci"]),

@@ -158,6 +158,12 @@ def checked_blocks(blocks: Iterable[Tuple[int, Tensor]], name: str = "scores") -
     NaN has no place in a ranking, and +-inf would collide with the sentinels used below,
     so both are rejected rather than silently ranked. ``aminmax`` propagates NaN and needs
     no block-sized temporary (``isfinite`` would allocate several).
+
+    A block larger than the full-matrix path's walking step (``_BLOCK_ELEMENTS`` scores) is
+    passed on as row views of at most that size, so the ranking's temporaries (masks,
+    bins: several bytes per score) are bounded as in the full path: a streaming evaluation
+    then peaks at its score block plus those, below the full path (whole matrix plus the
+    same) at every chunk size.
     """
     for start, block in blocks:
         block = float_block(block)
@@ -169,7 +175,12 @@ def checked_blocks(blocks: Iterable[Tuple[int, Tensor]], name: str = "scores") -
                 f"{name} contain a non-finite value ({value}) at row {start + bad[0]}, column {bad[1]}: "
                 "every score must be a finite number"
             )
-        yield start, block
+        step = max(1, _BLOCK_ELEMENTS // max(block.shape[1], 1))
+        if block.shape[0] <= step:
+            yield start, block
+        else:
+            for offset in range(0, block.shape[0], step):
+                yield start + offset, block[offset : offset + step]
         del block  # do not hold this block while the producer computes the next one
 
 

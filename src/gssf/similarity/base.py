@@ -310,6 +310,17 @@ class Similarity(nn.Module):
         blocks = [block for _, block in self.score_chunks(x, y, chunk_size)]
         return torch.cat(blocks, dim=0)
 
+    def static_part(self) -> "Similarity":
+        """The static (foldable) part of this similarity: the member itself when it is static.
+
+        A pair-conditioned member (``is_static = False``) returns the static similarity that
+        shares its parameters without the per-pair terms (a first-stage scorer for two-stage
+        search, and what :class:`~gssf.losses.IdentityCrossEntropyLoss` scores proxies with).
+        """
+        if self.is_static:
+            return self
+        raise NotImplementedError(f"similarity {self.name!r} is pair-conditioned and defines no static_part()")
+
     def fold_query(self, x: Tensor) -> Tensor:
         """Vectors ``q (N, F)`` with ``q @ fold_gallery(y).T == self(x, y)`` (static members only)."""
         self._require_static("fold_query")

@@ -37,9 +37,8 @@ def learned_parameters(similarity: nn.Module) -> Optional[Dict[str, Any]]:
     if not any(p.requires_grad for p in similarity.parameters()):
         return None
     form, source = similarity, "weight_matrix()"
-    static_part = getattr(similarity, "static_part", None)
-    if callable(static_part):
-        form, source = static_part(), "static part (per-pair gates excluded)"
+    if not similarity.is_static:
+        form, source = similarity.static_part(), "static part (per-pair gates excluded)"
     weight_matrix = getattr(form, "weight_matrix", None)
     if not callable(weight_matrix):
         return None

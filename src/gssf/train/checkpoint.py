@@ -44,6 +44,7 @@ __all__ = [
     "load_training_state",
     "check_compatible",
     "checkpoint_exists",
+    "load_towers",
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -264,6 +265,32 @@ def load_training_state(meta: Mapping[str, Any]) -> Dict[str, Any]:
 
 #: Keys of the checkpoint description that must match for weights to load.
 COMPATIBILITY_KEYS = ("task", "similarity", "embed_dim", "input_dims", "heads", "finetune", "loss")
+
+
+#: What two runs must share for one's towers to initialise the other's (the similarity and the loss may differ).
+TOWER_KEYS = ("task", "embed_dim", "input_dims", "heads", "finetune")
+
+
+def load_towers(model: torch.nn.Module, source: PathLike, expected: Mapping[str, Any]) -> Dict[str, Any]:
+    """Load every weight of ``model`` but its similarity's from the checkpoint at ``source``.
+
+    ``source``: a run folder (its best checkpoint, else last) or a checkpoint file;
+    ``expected``: this run's description (``Trainer.describe()``), checked on
+    :data:`TOWER_KEYS` before any tensor is read. Returns ``{"path", "checkpoint_id",
+    "sha256"}`` of the checkpoint used, which the run records.
+    """
+    meta = load_checkpoint_meta(source)
+    check_compatible(meta, {k: expected[k] for k in TOWER_KEYS if k in expected})
+    prefix, skip = "model.", "model.similarity."
+    tensors = {k[len(prefix):]: v for k, v in load_checkpoint_tensors(meta).items() if k.startswith(prefix) and not k.startswith(skip)}
+    wanted = {k for k in model.state_dict() if not k.startswith("similarity.")}
+    if set(tensors) != wanted:
+        raise ValueError(
+            f"checkpoint {meta['path']} does not hold this model's towers: missing {sorted(wanted - set(tensors))}, "
+            f"unexpected {sorted(set(tensors) - wanted)}"
+        )
+    model.load_state_dict(tensors, strict=False)
+    return {"path": meta["path"], "checkpoint_id": meta["checkpoint_id"], "sha256": dict(meta.get("sha256") or {})}
 
 
 def check_compatible(meta: Mapping[str, Any], expected: Mapping[str, Any]) -> None:

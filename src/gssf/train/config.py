@@ -113,6 +113,10 @@ class ModelConfig:
     finetune: str = _f(
         "none", "encoders trained end to end from images/text (slow on CPU)", ("none", "image", "text", "both")
     )
+    heads_from: Optional[str] = _f(
+        None, "run folder (or checkpoint .json) whose towers initialise this run's (its best checkpoint, else last)"
+    )
+    freeze_heads: bool = _f(False, "keep the towers fixed: only the similarity (and the loss's own parameters) learn")
 
 
 @dataclass
@@ -433,25 +437,44 @@ def find_preset(name_or_path: Union[str, "os.PathLike[str]"]) -> Path:
 def load_config(
     source: Union[None, str, "os.PathLike[str]", Mapping[str, Any]] = None, overrides: Sequence[str] = ()
 ) -> TrainConfig:
-    """Defaults, then a preset name / YAML path / mapping, then ``key=value`` overrides; validated."""
-    import yaml
+    """Defaults, then a preset name / YAML path / mapping, then ``key=value`` overrides; validated.
 
+    A YAML file may start from another preset: ``inherit: <preset name or path>`` at its top
+    level, then only the keys that differ (the ``*-frozen`` presets do this).
+    """
     if source is None:
         cfg = TrainConfig()
     elif isinstance(source, Mapping):
         cfg = config_from_dict(source)
     else:
-        path = find_preset(source)
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            raise ValueError(f"config file {path} is not valid YAML: {exc}") from None
-        try:
-            cfg = config_from_dict(data or {})
-        except ValueError as exc:
-            raise ValueError(f"{path}: {exc}") from None
+        cfg = _read_preset(find_preset(source), ())
     cfg = apply_overrides(cfg, overrides)
     return cfg.validate()
+
+
+def _read_preset(path: Path, chain: Tuple[Path, ...]) -> TrainConfig:
+    """The config of one YAML file, on top of the preset it names under ``inherit`` (if any)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ValueError(f"config file {path} is not valid YAML: {exc}") from None
+    base = None
+    if isinstance(data, dict) and "inherit" in data:
+        data = dict(data)
+        parent = data.pop("inherit")
+        if not isinstance(parent, str) or not parent:
+            raise ValueError(f"{path}: 'inherit' must name a preset or a YAML file, got {parent!r}")
+        parent_path = find_preset(parent)
+        seen = chain + (path.resolve(),)
+        if parent_path.resolve() in seen:
+            raise ValueError(f"{path}: 'inherit' makes a cycle: {' -> '.join(str(p) for p in seen + (parent_path,))}")
+        base = _read_preset(parent_path, seen)
+    try:
+        return config_from_dict(data or {}, base=base)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
 
 
 # --------------------------------------------------------------------------- validation

@@ -37,6 +37,7 @@ from gssf.train.checkpoint import (
     checkpoint_exists,
     load_checkpoint_meta,
     load_checkpoint_tensors,
+    load_towers,
     load_training_state,
     save_checkpoint,
 )
@@ -411,6 +412,20 @@ class Trainer:
         seed_everything(cfg.train.seed)
         self.model = self.task.build_model(self.input_dims).to(self.env.device)
         self.num_classes = self.task.num_classes()
+        #: The checkpoint whose towers initialised this run (``model.heads_from``), recorded in results.json.
+        self.towers_from: Optional[Dict[str, Any]] = None
+        if cfg.model.heads_from:
+            self.towers_from = load_towers(self.model, cfg.model.heads_from, self.describe())
+        elif cfg.model.freeze_heads and cfg.model.head != "identity":
+            # checked here, not in the config: a preset (tux-frozen) leaves the run to name
+            raise ValueError(
+                "model.freeze_heads keeps randomly initialised heads fixed: set model.heads_from to a trained run "
+                "(or model.head: identity to score the encoder features themselves)"
+            )
+        if cfg.model.freeze_heads:  # the towers leave the optimizer: only the similarity (and the loss) learn
+            for name, p in self.model.named_parameters():
+                if not name.startswith("similarity."):
+                    p.requires_grad_(False)
         self.criterion = build_criterion(cfg, self.model.similarity, self.num_classes).to(self.env.device)
         self.sampler = self.task.sampler()
         n_batches = len(self.sampler)
@@ -723,6 +738,8 @@ class Trainer:
             "metric": self.best["metric"],
             "run_dir": str(self.run_dir),
         }
+        if self.towers_from is not None:
+            results["towers_from"] = self.towers_from
         results = broadcast_object(_jsonable(results))
         if self.main:
             atomic_write_json(self.run_dir / "results.json", results)
