@@ -47,7 +47,8 @@ def _split(text: str, where: str, begin: str = BEGIN, end: str = END) -> Tuple[s
 
 
 def _has_markers(text: str, begin: str, end: str) -> bool:
-    return any(line.strip() == begin for line in text.splitlines()) or any(line.strip() == end for line in text.splitlines())
+    """Whether either marker is present (then both must be, in order: :func:`_split` says so)."""
+    return any(line.strip() in (begin, end) for line in text.splitlines())
 
 
 def check_results_page(docs: PathLike) -> Path:
@@ -158,11 +159,12 @@ def publish_summary(summary_file: PathLike, docs: PathLike) -> Dict[str, Path]:
         text = replace_generated_section(text, table, str(page), PAYS_BEGIN, PAYS_END)
     readme = Path(docs).resolve().parent / "README.md"
     readme_text = readme.read_text(encoding="utf-8") if readme.is_file() else ""
-    if _has_markers(readme_text, PAYS_BEGIN, PAYS_END):  # checked before anything is written
+    update_readme = _has_markers(readme_text, PAYS_BEGIN, PAYS_END)
+    if update_readme:  # checked before anything is written
         readme_text = replace_generated_section(readme_text, table, str(readme), PAYS_BEGIN, PAYS_END)
     target = write_summary(summary["rows"], published, command=summary["command"], generated=summary["generated"],
                            git_commit=summary["git_commit"], sources=summary.get("sources"))
     out = {"summary": target, "page": atomic_write_text(page, text)}
-    if readme_text and _has_markers(readme_text, PAYS_BEGIN, PAYS_END):
+    if update_readme:
         out["readme"] = atomic_write_text(readme, readme_text)
     return out

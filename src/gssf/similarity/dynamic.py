@@ -37,6 +37,13 @@ from gssf.similarity.terms import DiagonalTerm
 __all__ = ["DynamicGSSFSimilarity", "MLPGatedGSSFSimilarity"]
 
 
+def _gate_free_part(sim: Similarity) -> GSSFSimilarity:
+    """The GSSF that shares ``sim``'s diagonal and block terms, in ``sim``'s mode and validation setting."""
+    part = GSSFSimilarity.from_terms(sim.diagonal, sim.blocks, eps=sim.eps).train(sim.training)  # type: ignore[arg-type]
+    part.validate = sim.validate
+    return part
+
+
 @register_similarity("gssf_dynamic_mlp")
 class MLPGatedGSSFSimilarity(_BlockMixin, Similarity):
     """The first release's dynamic GSSF: an MLP on ``h = x * y`` gives a gate per channel and
@@ -97,9 +104,7 @@ class MLPGatedGSSFSimilarity(_BlockMixin, Similarity):
 
     def static_part(self) -> GSSFSimilarity:
         """The gate-free GSSF sharing this member's terms: a foldable first-stage scorer."""
-        part = GSSFSimilarity.from_terms(self.diagonal, self.blocks, eps=self.eps).train(self.training)
-        part.validate = self.validate
-        return part
+        return _gate_free_part(self)
 
     def flops_per_pair(self, dim: Optional[int] = None) -> int:
         d = dim or self.dim or 0
@@ -195,9 +200,7 @@ class DynamicGSSFSimilarity(_BlockMixin, Similarity):
 
     def static_part(self) -> GSSFSimilarity:
         """The gate-free GSSF sharing this member's terms: a foldable first-stage scorer."""
-        part = GSSFSimilarity.from_terms(self.diagonal, self.blocks, eps=self.eps).train(self.training)
-        part.validate = self.validate
-        return part
+        return _gate_free_part(self)
 
     def flops_per_pair(self, dim: Optional[int] = None) -> int:
         d = dim or self.dim or 0
@@ -224,7 +227,7 @@ class DynamicGSSFSimilarity(_BlockMixin, Similarity):
         ``logistic``: the same score written with sigmoids, ``tanh(p) o = 2 sigmoid(2p) o - o``,
         so the forms are ``[x^T (M_0 - sum_k M_k) y, 2 D x^T diag(u_k) y, 2 x^T M_k y]``
         (:meth:`_combine` with ``logistic=True``). A CPU sigmoid is ~7x cheaper than a tanh,
-        and the h tanh per pair were a quarter of a score matrix's time.
+        and the h tanh per pair were 16% of a score matrix's time at D = 256.
         """
         xb = self.blocks.apply(x)
         static = self.diagonal.apply(x) + xb
