@@ -163,3 +163,78 @@ def test_streaming_needs_gallery_and_labels_together():
     x, labels = _data(10, 2, 4, 0)
     with pytest.raises(ValueError, match="both gallery and gallery_labels"):
         retrieval_metrics_from_embeddings(x, gssf.create_similarity("cosine"), labels, gallery=x)
+
+
+# ----------------------------------------------------------------- faiss k-NN path (knn=)
+def _spy_faiss(monkeypatch):
+    from gssf.evaluation import retrieval as module
+
+    calls = []
+    original = module._faiss_search
+
+    def spy(fq, fg, width):
+        calls.append((fq.shape[0], width))
+        return original(fq, fg, width)
+
+    monkeypatch.setattr(module, "_faiss_search", spy)
+    return calls
+
+
+@pytest.mark.parametrize("name", ["cosine", "gssf", "diagonal"])
+def test_knn_faiss_equals_the_score_block_path(monkeypatch, name):
+    x, labels = _data(97, 7, 16, 3, dtype=torch.float32)
+    labels[5] = 50  # a single-item class
+    sim = gssf.create_similarity(name, dim=16)
+    with torch.no_grad():
+        for p in sim.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    calls = _spy_faiss(monkeypatch)
+    for chunk in (1, 13, 97, 200):
+        ref = retrieval_metrics_from_embeddings(x, sim, labels, chunk_size=chunk, per_query=True, knn="torch")
+        got = retrieval_metrics_from_embeddings(x, sim, labels, chunk_size=chunk, per_query=True, knn="faiss")
+        assert got["per_query"] == ref["per_query"]
+        assert {k: v for k, v in got.items() if k != "per_query"} == pytest.approx(
+            {k: v for k, v in ref.items() if k != "per_query"}, abs=1e-9)
+        ref = retrieval_metrics_from_embeddings(x[:30], sim, labels[:30], x[30:], labels[30:], chunk_size=chunk,
+                                                knn="torch")
+        auto = retrieval_metrics_from_embeddings(x[:30], sim, labels[:30], x[30:], labels[30:], chunk_size=chunk)
+        assert auto == pytest.approx(ref, abs=1e-9)
+    assert calls, "the faiss path was never taken"
+
+
+def test_knn_faiss_sends_tied_rows_to_full_score_rows(monkeypatch):
+    # Three exact copies of each of 10 vectors, classes cutting across copies: the window's
+    # last scores tie with scores outside it, so those rows are ranked from their full rows.
+    g = torch.Generator().manual_seed(1)
+    base = torch.randn(10, 8, generator=g)
+    x = base.repeat_interleave(3, dim=0)
+    labels = torch.tensor([i % 4 for i in range(30)])
+    sim = gssf.create_similarity("cosine")
+    calls = _spy_faiss(monkeypatch)
+    from gssf.evaluation import retrieval as module
+
+    fallback = []
+    original = module._block_metrics
+    monkeypatch.setattr(module, "_block_metrics", lambda block, rows, *a: fallback.append(rows.numel()) or original(block, rows, *a))
+    got = retrieval_metrics_from_embeddings(x, sim, labels, chunk_size=8, per_query=True, knn="faiss")
+    assert calls and sum(fallback) > 0
+    ref = retrieval_metrics_from_embeddings(x, sim, labels, chunk_size=8, per_query=True, knn="torch")
+    assert got == ref
+    assert got["per_query"]["query_index"] == sorted(got["per_query"]["query_index"])
+
+
+def test_knn_option_is_checked():
+    x, labels = _data(20, 3, 4, 0, dtype=torch.float32)
+    cos = gssf.create_similarity("cosine")
+    with pytest.raises(ValueError, match="knn must be"):
+        retrieval_metrics_from_embeddings(x, cos, labels, knn="annoy")
+    with pytest.raises(ValueError, match="static, normalising"):
+        retrieval_metrics_from_embeddings(x, gssf.create_similarity("dot"), labels, knn="faiss")
+    with pytest.raises(ValueError, match="float32 CPU"):
+        retrieval_metrics_from_embeddings(x.double(), cos, labels, knn="faiss")
+    with pytest.raises(ValueError, match="static, normalising"):
+        retrieval_metrics_from_embeddings(x, gssf.create_similarity("gssf_dynamic", dim=4), labels, knn="faiss")
+    bad = x.clone()
+    bad[3, 1] = float("nan")  # checked before any search
+    with pytest.raises(ValueError, match="row 3|rows 3"):
+        retrieval_metrics_from_embeddings(bad, cos, labels)

@@ -63,21 +63,18 @@ DEMO_TASKS: Dict[str, DemoTask] = {
         # same metrics in every run.
         overrides=("train.num_threads=1",),
     ),
-    # gssf_dynamic scores with 2h + 1 = 33 bilinear forms (benchmarks/similarity.py). It runs in the
-    # image-text tasks and wesnoth (130 identity proxies: 7x a cosine run); in fashion-mnist its
-    # 5,000-image leave-one-out evaluations made one run last over 8 minutes on the shared
-    # machine (not measured to the end), so it is left out there for now. Identity
-    # cross-entropy against one proxy per
-    # training identity (947 in emoji-styles, ~1,100 in emoji-reid, 1,906 classes in
-    # emoji-fine-grained) makes its step 17x cosine's (315 against 18 ms on emoji-styles, one
-    # thread: 12 minutes a run), so it is left out of those three; emoji-captions-multilingual
-    # (about 25,000 training pairs an epoch) leaves it out too. gssf_dynamic_mlp (an MLP per
-    # scored pair) fits none of them.
+    # gssf_dynamic scores with 2h + 1 = 33 bilinear forms (benchmarks/similarity.py). Identity
+    # cross-entropy scores its proxies with the gate-free static part (IdentityCrossEntropyLoss's
+    # proxy_scores="static"), so its training step is about 2.3x cosine's on tux and emoji-reid
+    # (benchmarks/train_step.py) and it runs in the re-ID and fine-grained tasks too. In
+    # fashion-mnist its 5,000-image leave-one-out evaluations made one run last over 8 minutes on
+    # the shared machine, and emoji-captions-multilingual has about 25,000 training pairs an epoch:
+    # both leave it out. gssf_dynamic_mlp (an MLP per scored pair) fits none of them.
     "emoji-reid": DemoTask(
         name="emoji-reid",
         preset="emoji-reid",
         datasets=("emoji",),
-        similarities=("cosine", "euclidean", "diagonal", "block_diagonal", "gssf", "bilinear"),
+        similarities=("cosine", "euclidean", "diagonal", "block_diagonal", "gssf", "bilinear", "gssf_dynamic"),
         description="Emoji re-identification: identity = emoji, camera = vendor; Google queries against "
         "Twitter + OpenMoji gallery of unseen identities (EfficientNet-Lite0 224 px features, linear head to "
         "256-d, batch-hard triplet + identity cross-entropy, P x K sampler; mAP, mINP, CMC, re-ranked)",
@@ -97,7 +94,7 @@ DEMO_TASKS: Dict[str, DemoTask] = {
         name="emoji-fine-grained",
         preset="emoji-fine-grained",
         datasets=("emoji",),
-        similarities=("cosine", "euclidean", "diagonal", "block_diagonal", "gssf", "bilinear"),
+        similarities=("cosine", "euclidean", "diagonal", "block_diagonal", "gssf", "bilinear", "gssf_dynamic"),
         description="Emoji as SOP-like fine-grained retrieval: 1,906 classes x 3 vendor views, class-disjoint, "
         "leave-one-out over the test classes (EfficientNet-Lite0 224 px features, linear head to 256-d, "
         "triplet + proxy cross-entropy, P x K sampler; R@1/10/100, MAP@R, R-Precision)",
@@ -107,7 +104,7 @@ DEMO_TASKS: Dict[str, DemoTask] = {
         name="emoji-styles",
         preset="emoji-styles",
         datasets=("emoji-styles",),
-        similarities=("cosine", "euclidean", "diagonal", "block_diagonal", "gssf", "bilinear"),
+        similarities=("cosine", "euclidean", "diagonal", "block_diagonal", "gssf", "bilinear", "gssf_dynamic"),
         description="Emoji re-identification across nine drawing styles (Iconify sets): one style's image of "
         "each of 488 unseen identities queries its images in the other styles (EfficientNet-Lite0 128 px "
         "features, linear head to 256-d, batch-hard triplet + identity cross-entropy, P x K sampler; mAP, mINP, "

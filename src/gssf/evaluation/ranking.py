@@ -35,6 +35,8 @@ __all__ = [
     "per_query_hits",
     "positive_positions",
     "top_relevance",
+    "top_window",
+    "window_relevance",
 ]
 
 #: ``(start, scores[start:start + c])``: a block of consecutive query rows.
@@ -292,22 +294,46 @@ def first_relevant_rank(scores: Tensor, relevant: Tensor, excluded: Optional[Ten
     return rank
 
 
-def top_relevance(
-    scores: Tensor, query_labels: Tensor, gallery_labels: Tensor, excluded: Optional[Tensor], k: int
-) -> Tensor:
-    """Relevance ``(R, k)`` bool of the first ``k`` positions of each row's ranked candidate list.
+def top_window(scores: Tensor, excluded: Optional[Tensor], k: int) -> Tuple[Tensor, Tensor]:
+    """The candidates window of :func:`window_relevance`: ``topk`` of ``k + E + 1`` columns of each row."""
+    e = 0 if excluded is None else excluded.shape[1]
+    width = min(k + e + 1, scores.shape[1])  # one spare: tells whether the k-th score's ties end inside
+    return scores.topk(width, dim=1)
+
+
+def window_relevance(
+    vals: Tensor,
+    idx: Tensor,
+    query_labels: Tensor,
+    gallery_labels: Tensor,
+    excluded: Optional[Tensor],
+    k: int,
+    num_columns: int,
+    tied_negatives: Optional[Tensor] = None,
+) -> Tuple[Tensor, Tensor, Tensor]:
+    """Relevance ``(R, k)`` of the first ``k`` ranked candidates, from each row's best columns alone.
 
     Args:
-        scores: ``(R, M)``; ``query_labels (R,)``; ``gallery_labels (M,)`` (relevant = same label).
+        vals, idx: ``(R, W)`` the ``W`` best scores of each row and their columns, descending
+            (any order among equal scores), with ``W = min(k + E + 1, num_columns)``: from
+            :func:`top_window`, or from another exact k-NN search of the same scores.
+        query_labels: ``(R,)``; ``gallery_labels (M,)`` (relevant = same label).
         excluded: ``(R, E)`` non-candidate columns (``-1`` padding) or ``None``.
         k: list length, at most the number of candidates of every row.
+        num_columns: ``M``, the row length.
+        tied_negatives: ``(R, 1)`` non-relevant candidates of the whole row tied with the
+            k-th score, when known; by default they are counted in the window.
+
+    Returns:
+        ``(relevance, spill, kth)``: rows flagged in ``spill`` have ties with their k-th score
+        that may continue past the window; their relevance is only right once the tied
+        non-relevant candidates of the whole row are counted (:func:`top_relevance` does).
 
     ``topk`` picks among tied items arbitrarily, so the items tied with the k-th score are
     rebuilt from counts: under the pessimistic policy the tied non-relevant ones come first.
     """
     e = 0 if excluded is None else excluded.shape[1]
-    width = min(k + e + 1, scores.shape[1])  # one spare: tells whether the k-th score's ties end inside
-    vals, idx = scores.topk(width, dim=1)
+    width = vals.shape[1]
     excl = (idx.unsqueeze(2) == excluded.unsqueeze(1)).any(dim=2) if e else torch.zeros_like(idx, dtype=torch.bool)
     rel = (gallery_labels[idx] == query_labels.unsqueeze(1)) & ~excl
     keep = torch.sort(excl.to(torch.uint8), dim=1, stable=True).indices[:, :k]  # at most e excluded in the window
@@ -319,20 +345,43 @@ def top_relevance(
     kv, kr = kv.gather(1, by_score), kr.gather(1, by_score)
     kth = kv[:, -1:]
     above = (kv > kth).sum(dim=1, keepdim=True)  # items strictly above the k-th score are exact
-    tied_neg = ((vals == kth) & ~rel & ~excl).sum(dim=1, keepdim=True)
-    # Rows whose ties with the k-th score may continue past the window: count over the full row.
-    spill = (vals[:, -1:] == kth).squeeze(1) & (width < scores.shape[1])
+    if tied_negatives is None:
+        tied_neg = ((vals == kth) & ~rel & ~excl).sum(dim=1, keepdim=True)
+        spill = (vals[:, -1:] == kth).squeeze(1) & (width < num_columns)
+    else:
+        tied_neg, spill = tied_negatives, torch.zeros(vals.shape[0], dtype=torch.bool, device=vals.device)
+    slot = torch.arange(k, device=vals.device).unsqueeze(0) - above
+    return torch.where(slot >= 0, slot >= tied_neg, kr), spill, kth
+
+
+def top_relevance(
+    scores: Tensor, query_labels: Tensor, gallery_labels: Tensor, excluded: Optional[Tensor], k: int
+) -> Tensor:
+    """Relevance ``(R, k)`` bool of the first ``k`` positions of each row's ranked candidate list.
+
+    Args:
+        scores: ``(R, M)``; ``query_labels (R,)``; ``gallery_labels (M,)`` (relevant = same label).
+        excluded: ``(R, E)`` non-candidate columns (``-1`` padding) or ``None``.
+        k: list length, at most the number of candidates of every row.
+
+    The window of :func:`window_relevance`, with the rows whose ties spill past it
+    recomputed from the tied non-relevant candidates counted over the full row.
+    """
+    vals, idx = top_window(scores, excluded, k)
+    top, spill, kth = window_relevance(vals, idx, query_labels, gallery_labels, excluded, k, scores.shape[1])
     sp = torch.nonzero(spill).flatten()
     if sp.numel():
+        e = 0 if excluded is None else excluded.shape[1]
         t, q = kth[sp], query_labels[sp].unsqueeze(1)
         full = ((scores[sp] == t) & (gallery_labels.unsqueeze(0) != q)).sum(dim=1, keepdim=True)
         if e:  # excluded columns counted above are not candidates
-            ex = excluded[sp]
+            ex = excluded[sp]  # type: ignore[index]
             hit = (gather_scores(scores[sp], ex) == t) & (gallery_labels[ex.clamp_min(0)] != q) & (ex >= 0)
             full -= hit.sum(dim=1, keepdim=True)
-        tied_neg[sp] = full
-    slot = torch.arange(k, device=scores.device).unsqueeze(0) - above
-    return torch.where(slot >= 0, slot >= tied_neg, kr)
+        # Redo those rows' window with the full count of tied non-relevant candidates.
+        ex = None if excluded is None else excluded[sp]
+        top[sp] = window_relevance(vals[sp], idx[sp], query_labels[sp], gallery_labels, ex, k, scores.shape[1], full)[0]
+    return top
 
 
 # --------------------------------------------------------------------------- summaries
