@@ -373,6 +373,8 @@ def test_generated_and_git_commit_defaults(tmp_path):
         (_row(params=-1), "params must be a non-negative integer"),
         (_row(params=1.5), "params must be a non-negative integer"),
         (_row(similarity=""), "similarity must be a non-empty string"),
+        ({**_row(), "val_mean": float("nan")}, "val_mean must be a finite number"),
+        ({**_row(), "val_mean": "61"}, "val_mean must be a finite number"),
     ],
 )
 def test_bad_rows_raise_a_named_error(tmp_path, row, message):

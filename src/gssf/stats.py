@@ -483,6 +483,9 @@ ROW_KEYS = (
     "task", "setting", "dataset", "similarity", "metric", "seeds", "mean", "std", "ci_low", "ci_high",
     "delta_vs_cosine", "delta_ci_low", "delta_ci_high", "params",
 )
+#: Optional keys of a row: ``val_mean``, the member's mean over seeds of the metric on the
+#: validation split at the selected checkpoint (what a validation-based choice of member reads).
+OPTIONAL_ROW_KEYS = ("val_mean",)
 _TEXT_KEYS = ("task", "setting", "dataset", "similarity", "metric")
 _NUMBER_KEYS = ("mean", "std", "ci_low", "ci_high", "delta_vs_cosine", "delta_ci_low", "delta_ci_high")
 _SUMMARY_KEYS = ("command", "generated", "git_commit", "rows")
@@ -501,6 +504,7 @@ def summary_row(
     params: int,
     member: MemberSummary,
     delta: PairedBootstrap,
+    val_mean: Optional[float] = None,
 ) -> Dict[str, Any]:
     """One ``summary.json`` row from a member's summary and its paired difference to cosine."""
     if len(seeds) != len(member.per_seed) or len(seeds) != len(delta.per_seed):
@@ -514,6 +518,8 @@ def summary_row(
         ci_high=member.ci_high, delta_vs_cosine=delta.delta, delta_ci_low=delta.ci_low,
         delta_ci_high=delta.ci_high, params=int(params),
     )
+    if val_mean is not None:
+        row["val_mean"] = float(val_mean)
     return validate_rows([row])[0]
 
 
@@ -534,9 +540,12 @@ def validate_rows(rows: Iterable[Mapping[str, Any]]) -> List[Dict[str, Any]]:
             raise SummaryError(f"row {i} must be a dict, got {type(row).__name__}")
         label = f"row {i} ({row.get('similarity', '?')}, {row.get('metric', '?')})"
         missing = [k for k in ROW_KEYS if k not in row]
-        extra = [k for k in row if k not in ROW_KEYS]
+        extra = [k for k in row if k not in ROW_KEYS and k not in OPTIONAL_ROW_KEYS]
         if missing or extra:
-            raise SummaryError(f"{label}: missing keys {missing}, unexpected keys {extra}; a row has exactly {list(ROW_KEYS)}")
+            raise SummaryError(
+                f"{label}: missing keys {missing}, unexpected keys {extra}; a row has exactly {list(ROW_KEYS)}"
+                f" and optionally {list(OPTIONAL_ROW_KEYS)}"
+            )
         for k in _TEXT_KEYS:
             if not isinstance(row[k], str) or not row[k]:
                 raise SummaryError(f"{label}: {k} must be a non-empty string, got {row[k]!r}")
@@ -561,6 +570,12 @@ def validate_rows(rows: Iterable[Mapping[str, Any]]) -> List[Dict[str, Any]]:
             raise SummaryError(f"{label} repeats row {seen[ident]} (same task, setting, dataset, similarity, metric)")
         seen[ident] = i
         clean = {k: row[k] for k in ROW_KEYS}
+        for k in OPTIONAL_ROW_KEYS:
+            if k in row:
+                v = row[k]
+                if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not math.isfinite(v):
+                    raise SummaryError(f"{label}: {k} must be a finite number, got {v!r}")
+                clean[k] = float(v)
         clean["seeds"] = [int(s) for s in seeds]
         clean["params"] = int(row["params"])
         for k in _NUMBER_KEYS:

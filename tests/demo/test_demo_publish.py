@@ -38,7 +38,9 @@ def test_demo_writes_summary_json_with_ci_rows_for_every_member_and_metric(tmp_p
     assert [(r["metric"], r["similarity"]) for r in summary["rows"]] == [(m, s) for m in metrics
                                                                          for s in ("cosine", "gssf")]
     for row in summary["rows"]:
-        assert list(row) == list(ROW_KEYS)
+        assert list(row) == [*ROW_KEYS, "val_mean"]  # the validation mean over seeds: a choice reads it
+        runs = report["tasks"]["tux"][row["similarity"]]
+        assert row["val_mean"] == pytest.approx(sum(r["val"][row["metric"]] for r in runs) / len(runs))
         assert row["task"] == "tux" and row["setting"] == "head" and row["dataset"] == "tux"
         assert row["seeds"] == [0, 1, 2] and row["ci_low"] <= row["mean"] <= row["ci_high"]
         e = report["statistics"]["tux"][row["similarity"]][row["metric"]]
@@ -153,10 +155,21 @@ def test_where_gssf_pays_table_lists_frozen_first_and_says_what_the_cis_say(tmp_
     summary = {"command": "c", "generated": "g", "git_commit": "x", "rows": rows}
     lines = pays_table(summary).splitlines()
     assert [line.split(" | ")[1] for line in lines[2:]] == ["emoji-reid-frozen", "tux", "emoji-reid"]
-    assert lines[2].startswith("| frozen | emoji-reid-frozen | mAP | +9.0 [+8.0, +10.0] † | gssf, +9.0 [+8.0, +10.0] †")
+    # rows without val_mean: no validation-based choice to show
+    assert lines[2].startswith("| frozen | emoji-reid-frozen | mAP | +9.0 [+8.0, +10.0] † | — | gssf, +9.0 [+8.0, +10.0] †")
     assert "| 104,960 | " in lines[2] and lines[2].endswith("| gssf above cosine; gssf too |")
     assert "| diagonal, +0.1 [-2.0, +2.0] |" in lines[3] and lines[3].endswith("(CIs include 0) |")
     assert lines[4].endswith("| every learned member below cosine |")
+    # with val_mean, the member with the best validation mean is shown with its test difference
+    # (cosine included: then nothing changes), whatever the test split says
+    val = {"cosine": 60.0, "gssf": 61.0, "diagonal": 62.0}
+    tux = [{**r, "val_mean": val[r["similarity"]]} for r in rows if r["task"] == "tux"]
+    line = pays_table({**summary, "rows": tux}).splitlines()[2]
+    assert "| diagonal, +0.1 [-2.0, +2.0] | diagonal, +0.1 [-2.0, +2.0] |" in line
+    val["diagonal"] = 59.0
+    val["gssf"] = 58.0
+    tux = [{**r, "val_mean": val[r["similarity"]]} for r in rows if r["task"] == "tux"]
+    assert "| cosine (no change) | diagonal," in pays_table({**summary, "rows": tux}).splitlines()[2]
     # publishing writes it between the markers of results.md and of the README beside the docs folder
     docs = _docs(tmp_path, PAGE + f"\n{PAYS_BEGIN}\nold\n{PAYS_END}\n")
     (tmp_path / "README.md").write_text(f"# r\n{PAYS_BEGIN}\n{PAYS_END}\nend\n", encoding="utf-8")

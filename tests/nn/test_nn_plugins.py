@@ -82,3 +82,26 @@ def test_distillation_exclude_diagonal_and_errors() -> None:
     assert torch.isfinite(loss_fn(x, x, torch.randn(4, 5), torch.randn(4, 5)))
     with pytest.raises(ValueError, match="same items"):
         loss_fn(x, x, torch.randn(3, 5), torch.randn(4, 5))
+
+
+def test_symmetric_distillation_also_matches_the_column_distributions() -> None:
+    student, teacher = gssf.create_similarity("gssf", dim=6, num_blocks=2).double(), gssf.create_similarity("cosine")
+    perturb(student, 3)
+    sq, sg = torch.randn(5, 6, dtype=torch.float64), torch.randn(7, 6, dtype=torch.float64)
+    tq, tg = torch.randn(5, 9, dtype=torch.float64), torch.randn(7, 9, dtype=torch.float64)
+    got = SimilarityDistillationLoss(student, teacher, temperature=0.2, symmetric=True)(sq, sg, tq, tg)
+    s, t = student(sq, sg) / 0.2, teacher(tq, tg) / 0.2
+
+    def kl(a: torch.Tensor, b: torch.Tensor) -> float:  # mean over rows of KL(softmax(b_i) || softmax(a_i))
+        total = 0.0
+        for i in range(a.shape[0]):
+            p = [math.exp(v) for v in b[i].tolist()]
+            q = [math.exp(v) for v in a[i].tolist()]
+            zp, zq = sum(p), sum(q)
+            total += sum(pi / zp * (math.log(pi / zp) - math.log(qi / zq)) for pi, qi in zip(p, q))
+        return total / a.shape[0]
+
+    want = 0.5 * (kl(s, t) + kl(s.T, t.T)) * 0.04
+    assert math.isclose(float(got), want, rel_tol=1e-9)
+    rows = SimilarityDistillationLoss(student, teacher, temperature=0.2)(sq, sg, tq, tg)
+    assert math.isclose(float(rows), kl(s, t) * 0.04, rel_tol=1e-9) and not math.isclose(float(rows), want)

@@ -35,7 +35,9 @@ class DemoTask:
     ``setting`` names what learns besides the similarity (``summary.json``'s field): ``head``
     (trainable heads), ``frozen`` (nothing: the similarity learns on fixed features). With
     ``heads_from``, every seed's run first loads the towers of that demo task's cosine run of
-    the same seed (trained first when missing), and its preset keeps them fixed.
+    the same seed (trained first when missing), and its preset keeps them fixed. With
+    ``teacher`` (a preset), every seed's run distils from that preset's run of the same seed
+    (``distill.teacher``; trained first when missing, under ``<task>/teacher/seed<k>``).
     """
 
     name: str
@@ -47,6 +49,7 @@ class DemoTask:
     overrides: Sequence[str] = field(default_factory=tuple)
     setting: str = "head"
     heads_from: Optional[str] = None
+    teacher: Optional[str] = None
 
 
 DEMO_TASKS: Dict[str, DemoTask] = {
@@ -203,6 +206,54 @@ DEMO_TASKS: Dict[str, DemoTask] = {
         setting="frozen",
         heads_from="tux",
     ),
+    # Setting "distillation": a 64-d student learns from a 1024-d teacher over stronger encoders
+    # (EfficientNet-Lite2, all-mpnet-base-v2; cosine), one teacher run per seed. The "-student" tasks
+    # are the same students without a teacher (no KD), for the KD-against-no-KD reading.
+    "tux-student": DemoTask(
+        name="tux-student",
+        preset="tux-distill",
+        datasets=("tux",),
+        similarities=("cosine", "gssf"),
+        description="Tux Paint image <-> caption retrieval with a small student and no teacher: 64-d linear heads "
+        "over EfficientNet-Lite0 and MiniLM features, InfoNCE (the no-KD reference of tux-distill)",
+        main_metric="rsum",
+        overrides=("train.num_threads=1",),
+    ),
+    "tux-distill": DemoTask(
+        name="tux-distill",
+        preset="tux-distill",
+        datasets=("tux",),
+        similarities=("cosine", "diagonal", "block_diagonal", "gssf", "bilinear", "mahalanobis", "gssf_dynamic"),
+        description="Tux Paint image <-> caption retrieval, knowledge distillation: the 64-d student of tux-student "
+        "plus relational KD of a 1024-d EfficientNet-Lite2 / mpnet cosine teacher's in-batch score distributions, "
+        "through the student's similarity",
+        main_metric="rsum",
+        overrides=("train.num_threads=1",),
+        setting="distillation",
+        teacher="tux-teacher",
+    ),
+    "wesnoth-descriptions-student": DemoTask(
+        name="wesnoth-descriptions-student",
+        preset="wesnoth-descriptions-distill",
+        datasets=("wesnoth",),
+        similarities=("cosine", "gssf"),
+        description="Wesnoth description <-> sprite retrieval with a small student and no teacher: 64-d linear "
+        "heads, InfoNCE (the no-KD reference of wesnoth-descriptions-distill)",
+        main_metric="rsum",
+        overrides=("train.num_threads=1",),
+    ),
+    "wesnoth-descriptions-distill": DemoTask(
+        name="wesnoth-descriptions-distill",
+        preset="wesnoth-descriptions-distill",
+        datasets=("wesnoth",),
+        similarities=("cosine", "diagonal", "block_diagonal", "gssf", "bilinear", "mahalanobis", "gssf_dynamic"),
+        description="Wesnoth description <-> sprite retrieval, knowledge distillation: 64-d student plus relational "
+        "KD of a 1024-d EfficientNet-Lite2 / mpnet cosine teacher",
+        main_metric="rsum",
+        overrides=("train.num_threads=1",),
+        setting="distillation",
+        teacher="wesnoth-descriptions-teacher",
+    ),
 }
 DEFAULT_TASKS = ("tux",)
 #: Five seeds: the fewest the statistics of issue 10 accept (30 Tux runs fit in the 10-minute budget).
@@ -314,26 +365,45 @@ def cosine_run_config(task: DemoTask, seed: int, overrides: Sequence[str] = ()) 
     return load_config(task.preset, overrides=[*task.overrides, "similarity.name=cosine", f"train.seed={seed}", *overrides])
 
 
-def _towers_run(task: DemoTask, seed: int, overrides: Sequence[str], out_dir: Path, progress: bool) -> Optional[Path]:
-    """The run folder whose towers ``task`` starts from at ``seed`` (trained now if missing), or None."""
-    if task.heads_from is None:
-        return None
-    source = DEMO_TASKS[task.heads_from]
-    run_dir = out_dir / source.name / "cosine" / f"seed{seed}"
-    _run_or_reuse(cosine_run_config(source, seed, overrides), run_dir, progress)
-    return run_dir
+def _source_runs(task: DemoTask, seed: int, overrides: Sequence[str], out_dir: Path, progress: bool) -> Dict[str, Path]:
+    """The runs ``task``'s run of ``seed`` starts from, trained now if missing, by config key.
+
+    ``model.heads_from``: the ``heads_from`` task's cosine run (its towers); ``distill.teacher``:
+    the ``teacher`` preset's run.
+    """
+    from gssf.train import load_config
+
+    sources: Dict[str, Path] = {}
+    if task.heads_from is not None:
+        source = DEMO_TASKS[task.heads_from]
+        run_dir = out_dir / source.name / "cosine" / f"seed{seed}"
+        _run_or_reuse(cosine_run_config(source, seed, overrides), run_dir, progress)
+        sources["model.heads_from"] = run_dir
+    if task.teacher is not None:
+        run_dir = out_dir / task.name / "teacher" / f"seed{seed}"
+        cfg = load_config(task.teacher, overrides=[*task.overrides, f"train.seed={seed}", *overrides])
+        _run_or_reuse(cfg, run_dir, progress)
+        sources["distill.teacher"] = run_dir
+    return sources
 
 
-def _forget_if_towers_changed(run_dir: Path, towers: Path) -> None:
-    """Make a finished run train again when the towers it loaded were retrained since."""
+#: Where a run's results.json records the checkpoint of each source (see :func:`_source_runs`).
+_SOURCE_RECORDS = {"model.heads_from": "towers_from", "distill.teacher": "teacher_from"}
+
+
+def _forget_if_sources_changed(run_dir: Path, sources: Mapping[str, Path]) -> None:
+    """Make a finished run train again when a run it started from (towers, teacher) was retrained since."""
     from gssf.train.checkpoint import load_checkpoint_meta
 
     results = run_dir / "results.json"
-    if not results.exists():
+    if not sources or not results.exists():
         return
-    used = (json.loads(results.read_text()).get("towers_from") or {}).get("checkpoint_id")
-    if used != load_checkpoint_meta(towers)["checkpoint_id"]:
-        run_dir.with_name(f"{run_dir.name}.demo.json").unlink(missing_ok=True)
+    recorded = json.loads(results.read_text())
+    for key, source in sources.items():
+        used = (recorded.get(_SOURCE_RECORDS[key]) or {}).get("checkpoint_id")
+        if used != load_checkpoint_meta(source)["checkpoint_id"]:
+            run_dir.with_name(f"{run_dir.name}.demo.json").unlink(missing_ok=True)
+            return
 
 
 def _backfill_per_query(run_dir: Path, split: str) -> None:
@@ -385,17 +455,16 @@ def _run_task(
     for sim in sims:
         runs = []
         for seed in seeds:
-            towers = _towers_run(task, seed, overrides, out_dir, progress)
+            sources = _source_runs(task, seed, overrides, out_dir, progress)
             cfg = load_config(
                 task.preset,
                 overrides=[*task.overrides, f"similarity.name={sim}", f"train.seed={seed}", *overrides,
                            *([f"optim.similarity_lr={tuned[sim]}"] if tuned and sim in tuned else []),
-                           *([f"model.heads_from={towers}"] if towers else [])],
+                           *[f"{key}={path}" for key, path in sources.items()]],
             )
             bar.start(f"{task.name} {sim} seed {seed}")
             run_dir = out_dir / task.name / sim / f"seed{seed}"
-            if towers:
-                _forget_if_towers_changed(run_dir, towers)
+            _forget_if_sources_changed(run_dir, sources)
             res, reused = _train_one(cfg, run_dir, progress)
             runs.append({"seed": seed, **{k: res.get(k) for k in _RUN_KEYS}})
             clusters = {"query_clusters": res["query_clusters"]} if res.get("query_clusters") else {}
@@ -518,12 +587,11 @@ def run_demo(
             if task.name in tuned_tasks:
                 from gssf.demo.tuning import TUNE_SEED, tune_task
 
-                towers = _towers_run(task, TUNE_SEED, overrides, out_dir, progress)
-                tune_overrides = [*overrides, *([f"model.heads_from={towers}"] if towers else [])]
+                sources = _source_runs(task, TUNE_SEED, overrides, out_dir, progress)
+                tune_overrides = [*overrides, *[f"{key}={path}" for key, path in sources.items()]]
 
                 def tune_one(cfg: Any, run_dir: Path) -> Tuple[Dict[str, Any], bool]:
-                    if towers:
-                        _forget_if_towers_changed(run_dir, towers)
+                    _forget_if_sources_changed(run_dir, sources)
                     return _run_or_reuse(cfg, run_dir, progress)
 
                 result = tune_task(task, sims, tune_overrides, out_dir, tune_one, log=bar.note)

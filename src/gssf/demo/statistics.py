@@ -17,6 +17,7 @@ import json
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Sequence, Union
 
+import numpy as np
 
 from gssf.errors import StatisticsError
 from gssf.similarity.structure import learned_parameters
@@ -118,6 +119,8 @@ def summary_rows(report: Mapping[str, Any], setting: Union[str, Mapping[str, str
             for member, stats in by_member.items():
                 s = stats[metric]
                 first = runs[member][0]
+                vals = [(r.get("val") or {}).get(metric) for r in runs[member]]
+                val_mean = float(np.mean(vals)) if vals and all(isinstance(v, (int, float)) for v in vals) else None
                 rows.append(summary_row(
                     task=task, setting=task_setting, dataset=str(first.get("dataset") or task), similarity=member,
                     metric=metric, seeds=[r["seed"] for r in runs[member]], params=int(first.get("params", 0)),
@@ -125,6 +128,7 @@ def summary_rows(report: Mapping[str, Any], setting: Union[str, Mapping[str, str
                                          s["n_boot"], s["ci"]),
                     delta=PairedBootstrap(s["delta"], s["delta_ci_low"], s["delta_ci_high"],
                                           tuple(s["delta_per_seed"]), s["n_boot"], s["ci"]),
+                    val_mean=val_mean,
                 ))
     return rows
 

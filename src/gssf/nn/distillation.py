@@ -25,6 +25,8 @@ class SimilarityDistillationLoss(nn.Module):
         teacher_similarity: scores the teacher's features (evaluated without gradient).
         temperature: softmax temperature ``tau`` of both sides.
         exclude_diagonal: drop the self-pairs when queries and gallery are the same set.
+        symmetric: also match the column distributions (gallery -> queries, e.g. text ->
+            image retrieval of the same score matrix); the loss is then the mean of both.
     """
 
     def __init__(
@@ -33,6 +35,7 @@ class SimilarityDistillationLoss(nn.Module):
         teacher_similarity: Similarity,
         temperature: float = 0.1,
         exclude_diagonal: bool = False,
+        symmetric: bool = False,
     ) -> None:
         super().__init__()
         if not temperature > 0:
@@ -41,6 +44,7 @@ class SimilarityDistillationLoss(nn.Module):
         self.teacher_similarity = teacher_similarity
         self.temperature = float(temperature)
         self.exclude_diagonal = exclude_diagonal
+        self.symmetric = symmetric
 
     def forward(self, student_q: Tensor, student_g: Tensor, teacher_q: Tensor, teacher_g: Tensor) -> Tensor:
         """Student features ``(N, Ds)``, ``(M, Ds)`` and teacher features ``(N, Dt)``, ``(M, Dt)``."""
@@ -58,9 +62,16 @@ class SimilarityDistillationLoss(nn.Module):
             eye = torch.eye(s.shape[0], dtype=torch.bool, device=s.device)
             low = torch.finfo(s.dtype).min
             s, t = s.masked_fill(eye, low), t.masked_fill(eye, low)
-        log_p_s = F.log_softmax(s, dim=1)
-        log_p_t = F.log_softmax(t, dim=1)
-        kl = (log_p_t.exp() * (log_p_t - log_p_s))
+        rows = self._kl(s, t, dim=1)
+        if not self.symmetric:
+            return rows * self.temperature**2
+        return 0.5 * (rows + self._kl(s, t, dim=0)) * self.temperature**2
+
+    def _kl(self, s: Tensor, t: Tensor, dim: int) -> Tensor:
+        """Mean over rows (``dim=1``) or columns (``dim=0``) of ``KL(softmax(t) || softmax(s))``."""
+        log_p_s = F.log_softmax(s, dim=dim)
+        log_p_t = F.log_softmax(t, dim=dim)
+        kl = log_p_t.exp() * (log_p_t - log_p_s)
         if self.exclude_diagonal:
             kl = kl.masked_fill(torch.eye(s.shape[0], dtype=torch.bool, device=s.device), 0.0)
-        return kl.sum(dim=1).mean() * self.temperature**2
+        return kl.sum(dim=dim).mean()

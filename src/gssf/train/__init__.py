@@ -15,6 +15,7 @@ for _module in ("numpy", "yaml", "safetensors"):  # a named extra, never a bare 
     _require(_module, "train", "gssf.train")
 from gssf.train.config import (
     DataConfig,
+    DistillConfig,
     EvalConfig,
     LoopConfig,
     LossConfig,
@@ -42,6 +43,7 @@ __all__ = [
     "LossConfig",
     "OptimConfig",
     "LoopConfig",
+    "DistillConfig",
     "EvalConfig",
     "apply_overrides",
     "config_from_dict",

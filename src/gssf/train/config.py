@@ -28,6 +28,7 @@ __all__ = [
     "LossConfig",
     "OptimConfig",
     "LoopConfig",
+    "DistillConfig",
     "EvalConfig",
     "TrainConfig",
     "load_config",
@@ -207,6 +208,18 @@ class EvalConfig:
 
 
 @dataclass
+class DistillConfig:
+    """Relational knowledge distillation from a trained teacher run (image-text tasks)."""
+
+    teacher: Optional[str] = _f(
+        None, "run folder (or checkpoint .json) of the teacher, trained on the same dataset and training split"
+    )
+    weight: float = _f(1.0, "weight of the distillation term added to the task loss")
+    temperature: float = _f(0.1, "softmax temperature of both score distributions")
+    symmetric: bool = _f(True, "match the text->image distributions (columns) as well as the image->text rows")
+
+
+@dataclass
 class TrainConfig:
     """Everything that defines a training run."""
 
@@ -217,6 +230,7 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig, metadata={"help": "optimizer"})
     train: LoopConfig = field(default_factory=LoopConfig, metadata={"help": "training loop"})
     eval: EvalConfig = field(default_factory=EvalConfig, metadata={"help": "evaluation"})
+    distill: DistillConfig = field(default_factory=DistillConfig, metadata={"help": "distillation"})
 
     def validate(self) -> "TrainConfig":
         """Check cross-field constraints; raise ``ValueError`` naming the key. Returns ``self``."""
@@ -539,6 +553,13 @@ def _validate(cfg: TrainConfig) -> None:
         raise ValueError(f"config key 'eval.ks' must be a non-empty list of positive integers, got {e.ks}")
     if e.folds is not None and e.folds <= 0:
         raise ValueError(f"config key 'eval.folds' must be positive or null, got {e.folds}")
+    if cfg.distill.teacher is not None:
+        if d.task != "image_text":
+            raise ValueError(f"config key 'distill.teacher' needs data.task image_text, got {d.task!r}")
+        if not cfg.distill.temperature > 0:
+            raise ValueError(f"config key 'distill.temperature' must be positive, got {cfg.distill.temperature}")
+        if cfg.distill.weight < 0:
+            raise ValueError(f"config key 'distill.weight' must be >= 0, got {cfg.distill.weight}")
     if d.max_train_items < 0:
         raise ValueError(f"config key 'data.max_train_items' must be >= 0, got {d.max_train_items}")
     if d.max_train_items and d.task == "image_text":

@@ -299,6 +299,8 @@ class Task:
         self.progress = progress
         self._splits: Dict[str, SplitData] = {}
         self.encoders: Dict[str, Any] = {}
+        #: Set by the trainer when ``distill.teacher`` names a teacher run (:mod:`gssf.train.distill`).
+        self.teacher: Optional[Any] = None
 
     # ---- data
     @property
@@ -532,9 +534,12 @@ class ImageTextTask(Task):
         with self._autocast():
             img = model.encode_image(self._inputs(tr, "image", img_idx))
             txt = model.encode_text(self._inputs(tr, "text", txt_idx))
+        # distillation on this process's batch: the teacher's embeddings of the same items
+        kd = None if self.teacher is None else self.teacher.term(img, txt, img_idx, txt_idx)
         img, txt = all_gather_with_grad(img), all_gather_with_grad(txt)
         ids = all_gather_nograd(id_of.index_select(0, idx).to(self.device))
-        return criterion(img, txt, ids, ids)
+        loss = criterion(img, txt, ids, ids)
+        return loss if kd is None else loss + kd
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, split: str, per_query: bool = False) -> Dict[str, Any]:

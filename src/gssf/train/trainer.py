@@ -426,6 +426,13 @@ class Trainer:
             for name, p in self.model.named_parameters():
                 if not name.startswith("similarity."):
                     p.requires_grad_(False)
+        #: The teacher checkpoint of a distillation run (``distill.teacher``), recorded in results.json.
+        self.teacher_from: Optional[Dict[str, Any]] = None
+        if cfg.distill.teacher:
+            from gssf.train.distill import load_teacher
+
+            self.task.teacher = load_teacher(cfg.distill, self.task, self.model.similarity)
+            self.teacher_from = self.task.teacher.source
         self.criterion = build_criterion(cfg, self.model.similarity, self.num_classes).to(self.env.device)
         self.sampler = self.task.sampler()
         n_batches = len(self.sampler)
@@ -740,6 +747,8 @@ class Trainer:
         }
         if self.towers_from is not None:
             results["towers_from"] = self.towers_from
+        if self.teacher_from is not None:
+            results["teacher_from"] = self.teacher_from
         results = broadcast_object(_jsonable(results))
         if self.main:
             atomic_write_json(self.run_dir / "results.json", results)
