@@ -62,3 +62,22 @@ def test_a_teacher_of_other_items_or_a_bad_section_is_refused(features: str, tea
         tiny_config(features, "distill.teacher=x", "distill.temperature=0").validate()
     with pytest.raises(ValueError, match="distill.teacher.*image_text"):
         load_config("wesnoth", overrides=["distill.teacher=x"]).validate()
+
+
+def test_grouped_image_text_items_distil_by_image_and_caption_index(tmp_path: Path) -> None:
+    """Many images per caption: the teacher's embeddings are looked up by each pair's image and caption."""
+    from train_synthetic import write_grouped_features
+
+    pattern = write_grouped_features(tmp_path / "feats")
+    run(tiny_config(pattern, "model.embed_dim=32", "similarity.name=cosine", "similarity.kwargs={}",
+                    "train.epochs=2", "train.batch_size=16"), tmp_path / "teacher", progress=False)
+    t = Trainer(tiny_config(pattern, "train.batch_size=16", f"distill.teacher={tmp_path / 'teacher'}"),
+                tmp_path / "student", progress=False)
+    tr = t.task.train_split()
+    assert tr.image_groups is not None and t.task.teacher.image.shape[0] == tr.num_images
+    idx = torch.arange(16)
+    loss = t.task.loss(t.model, t.criterion, idx)
+    assert torch.isfinite(loss)
+    res = run(tiny_config(pattern, "train.epochs=2", "train.batch_size=16", f"distill.teacher={tmp_path / 'teacher'}"),
+              tmp_path / "student", progress=False)
+    assert res["teacher_from"]["checkpoint_id"]

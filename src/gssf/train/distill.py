@@ -71,6 +71,9 @@ def load_teacher(distill: "DistillConfig", student: "Task", similarity: Similari
     tr_s, tr_t = student.train_split(), task.train_split()
     same = tr_s.num_images == tr_t.num_images and tr_s.txt2img is not None and tr_t.txt2img is not None
     same = same and torch.equal(tr_s.txt2img.cpu(), tr_t.txt2img.cpu())
+    for mine_g, theirs_g in ((tr_s.image_groups, tr_t.image_groups), (tr_s.text_groups, tr_t.text_groups)):
+        if (mine_g is None) != (theirs_g is None) or (mine_g is not None and not torch.equal(mine_g.cpu(), theirs_g.cpu())):
+            same = False
     if not same:
         raise ValueError(f"distill.teacher {distill.teacher}: its training split holds other items than the student's")
     for p in model.parameters():
