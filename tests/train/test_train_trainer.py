@@ -260,3 +260,21 @@ def test_heads_from_refuses_a_run_of_another_architecture(features: str, tmp_pat
         Trainer(tiny_config(features, f"model.heads_from={tmp_path / 'nowhere'}"), tmp_path / "u", progress=False)
     with pytest.raises(ValueError, match="model.freeze_heads.*model.heads_from"):
         Trainer(tiny_config(features, "model.freeze_heads=true"), tmp_path / "v", progress=False)
+
+
+def test_a_pooled_head_trains_on_set_features_and_its_sizes_are_checked(features: str, tmp_path: Path) -> None:
+    """Setting "pooled": each 32-d image row read as 4 regions of 8, each 24-d caption as 6 tokens of 4."""
+    res = run(tiny_config(features, "train.epochs=3", "model.head=pooled", "model.pool=gpo", "model.hidden_dim=16",
+                          "model.element_dims={image: 8, text: 4}"), tmp_path / "gpo", progress=False)
+    assert res["history"][-1]["train_loss"] < res["history"][0]["train_loss"]
+    assert res["test"]["rsum"] > 60  # chance: about 6 x 2.5 = 15
+    from gssf.train import load_model
+
+    model, _, meta = load_model(tmp_path / "gpo")
+    assert meta["heads"] == {"kind": "pooled", "hidden_dim": 16, "pool": "gpo", "element_dims": {"image": 8, "text": 4}}
+    assert type(model.image_tower).__name__ == "PooledHead" and model.image_tower.num_elements == 4
+    with pytest.raises(ValueError, match="whole number of elements"):
+        Trainer(tiny_config(features, "model.head=pooled", "model.element_dims={image: 5, text: 4}"), tmp_path / "bad",
+                progress=False)
+    with pytest.raises(ValueError, match="needs a set encoder"):  # no element size known for plain features
+        Trainer(tiny_config(features, "model.head=pooled"), tmp_path / "bad2", progress=False)

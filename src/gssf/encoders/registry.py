@@ -33,6 +33,7 @@ _ALIASES: Dict[str, str] = {
 #: Modules whose import registers the built-in encoders (imported on first lookup).
 _BUILTIN_MODULES = (
     "gssf.encoders.efficientnet", "gssf.encoders.minilm", "gssf.encoders.mpnet", "gssf.encoders.e5", "gssf.encoders.local",
+    "gssf.encoders.sets",
 )
 _loaded = False
 

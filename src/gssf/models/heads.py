@@ -9,7 +9,7 @@ from torch import Tensor, nn
 __all__ = ["HEADS", "LinearHead", "MLPHead", "build_head"]
 
 #: Valid head kinds.
-HEADS = ("linear", "mlp", "identity")
+HEADS = ("linear", "mlp", "identity", "pooled")
 
 
 class LinearHead(nn.Module):
@@ -65,10 +65,14 @@ def build_head(
     hidden_dim: int = 1024,
     num_layers: int = 2,
     dropout: float = 0.0,
+    element_dim: Optional[int] = None,
+    pool: str = "gpo",
 ) -> nn.Module:
-    """A head of ``kind`` (``linear``, ``mlp`` or ``identity``) from ``in_dim`` to ``out_dim``.
+    """A head of ``kind`` (``linear``, ``mlp``, ``identity`` or ``pooled``) from ``in_dim`` to ``out_dim``.
 
-    ``identity`` scores the encoder features directly (``in_dim`` must equal ``out_dim``).
+    ``identity`` scores the encoder features directly (``in_dim`` must equal ``out_dim``);
+    ``pooled`` reads each row as a set of ``element_dim``-sized elements and pools them
+    (:class:`gssf.models.pooling.PooledHead`, ``pool``: ``gpo``, ``mean`` or ``max``).
     """
     if kind not in HEADS:
         raise ValueError(f"unknown head {kind!r}; choose one of {', '.join(HEADS)}")
@@ -83,4 +87,10 @@ def build_head(
         return nn.Identity()
     if kind == "linear":
         return LinearHead(in_dim, out_dim)
+    if kind == "pooled":
+        from gssf.models.pooling import PooledHead
+
+        if element_dim is None:
+            raise ValueError("a pooled head needs element_dim (the size of one region or token feature)")
+        return PooledHead(in_dim, out_dim, element_dim, pool=pool, hidden_dim=hidden_dim)
     return MLPHead(in_dim, out_dim, hidden_dim=hidden_dim, num_layers=num_layers, dropout=dropout)

@@ -107,8 +107,15 @@ class ModelConfig:
     """The towers that map encoder features into the embedding space."""
 
     embed_dim: int = _f(256, "size of the joint embedding scored by the similarity")
-    head: str = _f("linear", "projection head on top of each encoder", ("linear", "mlp", "identity"))
-    hidden_dim: int = _f(1024, "hidden width of an mlp head")
+    head: str = _f(
+        "linear", "projection head on top of each encoder (pooled: sets of regions / tokens)",
+        ("linear", "mlp", "identity", "pooled"),
+    )
+    pool: str = _f("gpo", "pooled head: generalized pooling (gpo), mean or max over the set", ("gpo", "mean", "max"))
+    element_dims: Dict[str, int] = _f(
+        {}, "pooled head: size of one set element per modality, e.g. {image: 1280, text: 384} (default: the encoder's)"
+    )
+    hidden_dim: int = _f(1024, "hidden width of an mlp head (pooled head: of its residual MLP)")
     num_layers: int = _f(2, "number of linear layers of the mlp branch (>= 2)")
     dropout: float = _f(0.0, "dropout inside an mlp head")
     finetune: str = _f(

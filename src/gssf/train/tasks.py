@@ -351,8 +351,12 @@ class Task:
 
     def _tower(self, modality: str, in_dim: int) -> nn.Module:
         m = self.cfg.model
+        element_dim = None
+        if m.head == "pooled":
+            element_dim = m.element_dims.get(modality) or self._element_dim(modality)
         head = build_head(
-            in_dim, m.embed_dim, kind=m.head, hidden_dim=m.hidden_dim, num_layers=m.num_layers, dropout=m.dropout
+            in_dim, m.embed_dim, kind=m.head, hidden_dim=m.hidden_dim, num_layers=m.num_layers, dropout=m.dropout,
+            element_dim=element_dim, pool=m.pool,
         )
         if modality in self.finetune:
             enc = self._encoder(modality)
@@ -363,6 +367,19 @@ class Task:
                 )
             return EncoderTower(EncoderModule(enc, modality), head, trainable=True)
         return head
+
+    def _element_dim(self, modality: str) -> int:
+        """The set-element size a pooled head reads, from the set encoder's class (no weights loaded)."""
+        from gssf.encoders.registry import get_encoder_info
+
+        name = self.cfg.data.image_encoder if modality == "image" else self.cfg.data.text_encoder
+        size = getattr(get_encoder_info(name).factory, "element_dim", None)
+        if not size:
+            raise ValueError(
+                f"model.head=pooled needs a set encoder for the {modality} side ({name!r} gives one vector per item): "
+                f"use e.g. efficientnet-lite0-regions / minilm-tokens, or set model.element_dims.{modality}"
+            )
+        return int(size)
 
     def build_similarity(self) -> Similarity:
         s = self.cfg.similarity

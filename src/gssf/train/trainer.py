@@ -166,6 +166,8 @@ def describe_model(cfg: TrainConfig, input_dims: Mapping[str, int], num_classes:
     heads: Dict[str, Any] = {"kind": m.head}
     if m.head == "mlp":
         heads.update(hidden_dim=m.hidden_dim, num_layers=m.num_layers)
+    if m.head == "pooled":
+        heads.update(hidden_dim=m.hidden_dim, pool=m.pool, element_dims=dict(m.element_dims))
     return {
         "task": cfg.data.task,
         "similarity": {"name": cfg.similarity.name, "kwargs": dict(cfg.similarity.kwargs)},
