@@ -206,6 +206,40 @@ DEMO_TASKS: Dict[str, DemoTask] = {
         setting="frozen",
         heads_from="tux",
     ),
+    # Setting "pooled": sets of region / token features, per-element projection, generalized pooling.
+    "tux-pooled": DemoTask(
+        name="tux-pooled",
+        preset="tux-pooled",
+        datasets=("tux",),
+        similarities=("cosine", "diagonal", "block_diagonal", "gssf", "bilinear", "mahalanobis", "gssf_dynamic"),
+        description="Tux Paint image <-> caption retrieval on pooled sets (VSE-infinity style): 49 EfficientNet-Lite0 "
+        "regions and up to 32 MiniLM token states, per-element linear + residual MLP to 256-d, generalized pooling, "
+        "InfoNCE",
+        main_metric="rsum",
+        overrides=("train.num_threads=1",),
+        setting="pooled",
+    ),
+    "tux-pooled-mean": DemoTask(
+        name="tux-pooled-mean",
+        preset="tux-pooled",
+        datasets=("tux",),
+        similarities=("cosine", "gssf"),
+        description="tux-pooled with mean pooling instead of the generalized pooling operator (the pooling baseline)",
+        main_metric="rsum",
+        overrides=("train.num_threads=1", "model.pool=mean"),
+        setting="pooled",
+    ),
+    "wesnoth-descriptions-pooled": DemoTask(
+        name="wesnoth-descriptions-pooled",
+        preset="wesnoth-descriptions-pooled",
+        datasets=("wesnoth",),
+        similarities=("cosine", "diagonal", "block_diagonal", "gssf", "bilinear", "mahalanobis", "gssf_dynamic"),
+        description="Wesnoth description <-> sprite retrieval on pooled sets: 16 EfficientNet-Lite0 regions (128 px) "
+        "and up to 32 MiniLM token states, per-element linear + residual MLP, generalized pooling, InfoNCE",
+        main_metric="rsum",
+        overrides=("train.num_threads=1",),
+        setting="pooled",
+    ),
     # Setting "distillation": a 64-d student learns from a 1024-d teacher over stronger encoders
     # (EfficientNet-Lite2, all-mpnet-base-v2; cosine), one teacher run per seed. The "-student" tasks
     # are the same students without a teacher (no KD), for the KD-against-no-KD reading.

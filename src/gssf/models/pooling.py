@@ -47,7 +47,8 @@ class GeneralizedPooling(nn.Module):
             raise ValueError(f"encoding_dim must be even, got {encoding_dim}")
         self.encoding_dim = encoding_dim
         self.temperature = temperature
-        self.score = nn.Sequential(nn.Linear(2 * encoding_dim, hidden_dim), nn.Tanh(), nn.Linear(hidden_dim, 1))
+        # no bias on the last layer: the softmax over positions ignores a constant shift
+        self.score = nn.Sequential(nn.Linear(2 * encoding_dim, hidden_dim), nn.Tanh(), nn.Linear(hidden_dim, 1, bias=False))
 
     def weights(self, mask: Tensor) -> Tensor:
         """``(B, n)`` pooling weights of the sorted positions; zero past each set's size."""
