@@ -72,3 +72,16 @@ def test_the_larger_benchmarks_are_demo_tasks() -> None:
         assert "gssf_dynamic_mlp" not in task.similarities
         cfg = load_config(task.preset, overrides=list(task.overrides))
         assert cfg.data.task == task_type and cfg.data.val_split == "val" and cfg.train.num_threads == 1
+
+
+def test_a_run_recorded_before_a_config_field_existed_is_reused_only_at_its_default() -> None:
+    from gssf.demo.run import _config_key, same_config_key
+
+    key = _config_key(load_config("tux", overrides=["train.seed=3"]))
+    old = {k: v for k, v in key.items() if k != "distill"}  # recorded before the distill section
+    old["model"] = {k: v for k, v in key["model"].items() if k not in ("pool", "element_dims")}
+    assert same_config_key(old, key) and same_config_key(key, key)
+    for change in ("distill.weight=2.0", "model.pool=mean", "train.seed=4"):
+        assert not same_config_key(old, _config_key(load_config("tux", overrides=["train.seed=3", change])))
+    gone = {**key, "model": {**key["model"], "retired_field": 1}}  # a field that no longer exists
+    assert not same_config_key(gone, key)

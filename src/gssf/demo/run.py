@@ -306,6 +306,31 @@ def _config_key(cfg: Any) -> Dict[str, Any]:
     return json.loads(json.dumps(config_to_dict(cfg), sort_keys=True, default=str))
 
 
+def same_config_key(stored: Mapping[str, Any], key: Mapping[str, Any]) -> bool:
+    """Whether a run recorded with config key ``stored`` is a run of ``key``.
+
+    Equal keys match. A key recorded before a config field existed matches too when that
+    field holds its schema default in ``key``: a new field's default keeps the behaviour the
+    run was trained with (the rule every new config key follows), so the run is the same
+    run. Any other difference (a changed value, a field that no longer exists) does not.
+    """
+    from gssf.train import TrainConfig
+
+    defaults = _config_key(TrainConfig())
+
+    def match(old: Any, new: Any, default: Any) -> bool:
+        if isinstance(old, Mapping) and isinstance(new, Mapping) and isinstance(default, Mapping) and default:
+            if set(old) - set(new):
+                return False
+            return all(
+                match(old[k], new[k], default.get(k)) if k in old else (k in default and new[k] == default[k])
+                for k in new
+            )
+        return old == new
+
+    return dict(stored) == dict(key) or match(stored, key, defaults)
+
+
 def _score_seconds(model: torch.nn.Module, task: Any, split: str, repeats: int = 20) -> float:
     """Wall time of the test score matrix (embeddings computed beforehand).
 
@@ -374,7 +399,7 @@ def _run_or_reuse(cfg: Any, run_dir: Path, progress: bool) -> Tuple[Dict[str, An
     key = _config_key(cfg)
     # The demo's own record sits beside the run folder: the trainer starts only in an empty one.
     key_file, results_file = run_dir.with_name(f"{run_dir.name}.demo.json"), run_dir / "results.json"
-    same = key_file.exists() and json.loads(key_file.read_text()) == key
+    same = key_file.exists() and same_config_key(json.loads(key_file.read_text()), key)
     reused = same and results_file.exists()
     if reused and cfg.eval.test and not (run_dir / PER_QUERY_FILE).exists():
         _backfill_per_query(run_dir, cfg.data.test_split)  # finished by a trainer that did not write them
