@@ -371,15 +371,13 @@ def top_relevance(
     top, spill, kth = window_relevance(vals, idx, query_labels, gallery_labels, excluded, k, scores.shape[1])
     sp = torch.nonzero(spill).flatten()
     if sp.numel():
-        e = 0 if excluded is None else excluded.shape[1]
         t, q = kth[sp], query_labels[sp].unsqueeze(1)
         full = ((scores[sp] == t) & (gallery_labels.unsqueeze(0) != q)).sum(dim=1, keepdim=True)
-        if e:  # excluded columns counted above are not candidates
-            ex = excluded[sp]  # type: ignore[index]
+        ex = None if excluded is None else excluded[sp]
+        if ex is not None and ex.shape[1]:  # excluded columns counted above are not candidates
             hit = (gather_scores(scores[sp], ex) == t) & (gallery_labels[ex.clamp_min(0)] != q) & (ex >= 0)
             full -= hit.sum(dim=1, keepdim=True)
         # Redo those rows' window with the full count of tied non-relevant candidates.
-        ex = None if excluded is None else excluded[sp]
         top[sp] = window_relevance(vals[sp], idx[sp], query_labels[sp], gallery_labels, ex, k, scores.shape[1], full)[0]
     return top
 

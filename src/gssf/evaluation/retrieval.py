@@ -152,8 +152,8 @@ def _knn_features(similarity: Any, queries: Tensor, target: Tensor, knn: str) ->
     if knn == "torch":
         return None
     eligible = (
-        getattr(similarity, "is_static", False)
-        and getattr(similarity, "normalizes", False)
+        similarity.is_static
+        and similarity.normalizes
         and queries.dtype == torch.float32
         and target.dtype == torch.float32
         and queries.device.type == "cpu"
@@ -164,7 +164,7 @@ def _knn_features(similarity: Any, queries: Tensor, target: Tensor, knn: str) ->
     if not eligible:
         raise ValueError(
             "knn='faiss' needs a static, normalising similarity and float32 CPU features "
-            f"(got {getattr(similarity, 'name', type(similarity).__name__)!r}, {queries.dtype} on {queries.device})"
+            f"(got {similarity.name!r}, {queries.dtype} on {queries.device})"
         )
     fq, fg = similarity.fold_query(queries), similarity.fold_gallery(target)
     if fq.dtype != torch.float32 or not (bool(torch.isfinite(fq).all()) and bool(torch.isfinite(fg).all())):

@@ -290,6 +290,11 @@ def load_towers(model: torch.nn.Module, source: PathLike, expected: Mapping[str,
             f"unexpected {sorted(set(tensors) - wanted)}"
         )
     model.load_state_dict(tensors, strict=False)
+    return checkpoint_record(meta)
+
+
+def checkpoint_record(meta: Mapping[str, Any]) -> Dict[str, Any]:
+    """``{"path", "checkpoint_id", "sha256"}`` of a checkpoint: what a run records of one it started from."""
     return {"path": meta["path"], "checkpoint_id": meta["checkpoint_id"], "sha256": dict(meta.get("sha256") or {})}
 
 

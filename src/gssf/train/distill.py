@@ -54,6 +54,7 @@ def load_teacher(distill: "DistillConfig", student: "Task", similarity: Similari
     Raises ``ValueError`` when the teacher was trained on another dataset or training split,
     or when its training items differ from the student's (counts or caption -> image map).
     """
+    from gssf.train.checkpoint import checkpoint_record
     from gssf.train.trainer import load_model
 
     assert distill.teacher is not None
@@ -84,5 +85,4 @@ def load_teacher(distill: "DistillConfig", student: "Task", similarity: Similari
     loss = SimilarityDistillationLoss(
         similarity, model.similarity, temperature=distill.temperature, symmetric=distill.symmetric
     )
-    source = {"path": meta["path"], "checkpoint_id": meta["checkpoint_id"], "sha256": dict(meta.get("sha256") or {})}
-    return Teacher(image=image, text=text, loss=loss, weight=float(distill.weight), source=source)
+    return Teacher(image=image, text=text, loss=loss, weight=float(distill.weight), source=checkpoint_record(meta))
