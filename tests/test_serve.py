@@ -89,13 +89,19 @@ def _submit(browser, text=None, upload=None, k=None, cosine=False) -> None:
         field.send_keys(str(k))
     if cosine:
         browser.find_element(By.ID, "cosine").click()
-    from selenium.webdriver.support import expected_conditions as EC
     from selenium.webdriver.support.ui import WebDriverWait
 
-    go = browser.find_element(By.ID, "go")
-    go.click()
-    WebDriverWait(browser, 60).until(EC.staleness_of(go))  # the answer page replaced the form
-    WebDriverWait(browser, 60).until(lambda b: b.execute_script("return document.readyState") == "complete")
+    from selenium.common.exceptions import WebDriverException
+
+    # Mark the form's page, submit, and wait until a complete page without the mark has
+    # replaced it. Chrome can answer a query on an element of the page being left with a
+    # generic inspector error rather than a stale-element one, so every driver error
+    # while the navigation is under way just means "not yet".
+    browser.execute_script("window.__gssfFormPage = true;")
+    browser.find_element(By.ID, "go").click()
+    WebDriverWait(browser, 60, ignored_exceptions=(WebDriverException,)).until(
+        lambda b: b.execute_script("return !window.__gssfFormPage && document.readyState === 'complete'")
+    )
 
 
 def _hits(browser):
