@@ -296,17 +296,53 @@ def _warn(msg: str) -> None:
     print(f"gssf: {msg}", file=sys.stderr, flush=True)
 
 
+def _compact_sets(features: np.ndarray, element_dim: int) -> Dict[str, np.ndarray]:
+    """Set rows ``(N, n * d)`` without their trailing all-zero (padding) elements.
+
+    ``elements (sum of lengths, d)`` holds each row's elements up to its last non-zero one,
+    ``lengths (N,)`` how many, ``row_width`` the padded width: :func:`_expand_sets` gives the
+    same rows back, bit for bit (padding is zeros).
+    """
+    n, width = features.shape
+    sets = features.reshape(n, width // element_dim, element_dim)
+    nonzero = np.abs(sets).max(axis=2) > 0
+    last = sets.shape[1] - np.argmax(nonzero[:, ::-1], axis=1)
+    lengths = np.where(nonzero.any(axis=1), last, 0).astype(np.int64)
+    keep = np.arange(sets.shape[1])[None, :] < lengths[:, None]
+    return {"elements": sets[keep], "lengths": lengths, "row_width": np.asarray(width, dtype=np.int64)}
+
+
+def _expand_sets(elements: np.ndarray, lengths: np.ndarray, row_width: int) -> np.ndarray:
+    """The padded ``(N, row_width)`` rows of :func:`_compact_sets`' arrays; bad arrays raise ValueError."""
+    lengths = np.asarray(lengths).reshape(-1)
+    if elements.ndim != 2 or elements.dtype != np.float32 or not np.issubdtype(lengths.dtype, np.integer):
+        raise ValueError("set arrays of the wrong shape or type")
+    d = elements.shape[1]
+    if d == 0 or row_width % d or lengths.size and (lengths.min() < 0 or lengths.max() > row_width // d):
+        raise ValueError("set lengths outside the row width")
+    if int(lengths.sum()) != len(elements):
+        raise ValueError("set lengths do not add up to the stored elements")
+    out = np.zeros((len(lengths), row_width // d, d), dtype=np.float32)
+    out[np.arange(row_width // d)[None, :] < lengths[:, None]] = elements
+    return out.reshape(len(lengths), row_width)
+
+
 def _read_cache(path: Path, ids: Sequence[str]) -> Optional[_Cached]:
     """The cache entry at ``path`` if it is whole and matches ``ids``; else None (recompute).
 
     A damaged file (truncated, zeroed, not a zip, bad CRC, wrong shapes) is reported on
-    stderr and ignored, and the fresh result replaces it.
+    stderr and ignored, and the fresh result replaces it. Set features stored compactly
+    (:func:`_compact_sets`) come back padded.
     """
     if not path.exists():
         return None
     try:
         with np.load(path, allow_pickle=False) as z:
-            feats, cached_ids = z["features"], z["ids"]
+            if "elements" in z.files:
+                feats = _expand_sets(z["elements"], z["lengths"], int(z["row_width"]))
+            else:
+                feats = z["features"]
+            cached_ids = z["ids"]
             keep = z["keep"] if "keep" in z.files else np.arange(len(cached_ids))
             skipped = json.loads(str(z["skipped"])) if "skipped" in z.files else []
         keep = np.asarray(keep, dtype=np.int64).reshape(-1)
@@ -325,13 +361,19 @@ def _read_cache(path: Path, ids: Sequence[str]) -> Optional[_Cached]:
     return _Cached(feats, keep, skipped)
 
 
-def _write_cache(path: Path, entry: _Cached, ids: Sequence[str], meta: Dict[str, Any]) -> None:
+def _write_cache(path: Path, entry: _Cached, ids: Sequence[str], meta: Dict[str, Any],
+                 element_dim: Optional[int] = None) -> None:
+    """Write a cache entry; with ``element_dim`` (a set encoder) the rows are stored without their padding."""
     from gssf.utils.io import atomic_path
 
     kept_ids = [ids[int(i)] for i in entry.keep]
+    feats = entry.features
+    arrays = {"features": feats}
+    if element_dim and feats.ndim == 2 and feats.shape[1] % element_dim == 0:
+        arrays = _compact_sets(feats, element_dim)
     try:
         with atomic_path(path, suffix=".npz") as tmp:
-            np.savez(tmp, features=entry.features, ids=np.asarray(kept_ids, dtype=str), keep=entry.keep,
+            np.savez(tmp, **arrays, ids=np.asarray(kept_ids, dtype=str), keep=entry.keep,
                      skipped=np.asarray(json.dumps(entry.skipped)), meta=np.asarray(json.dumps(meta, default=str)))  # fmt: skip
     except OSError as exc:  # a read-only or full data home: the features are still right
         _warn(f"cannot write the cache file {path} ({exc}); features will be recomputed next time")
@@ -571,7 +613,7 @@ def get_features(
         if entry is None:
             enc = _encoder(image_encoder, device, img_kw)
             entry = _encode_images(enc, ds.images, batch_size, progress, skip_bad_images)
-            _write_cache(path, entry, ids, key)
+            _write_cache(path, entry, ids, key, element_dim=getattr(enc, "element_dim", None))
         skipped = entry.skipped
         if skipped and not skip_bad_images:
             raise _first_bad(ds, skipped)  # a cache entry written by a skipping run
@@ -606,7 +648,7 @@ def get_features(
                 enc = _encoder(text_encoder, device, txt_kw)
                 feats = enc.encode_texts(full.captions, batch_size=batch_size, progress=progress).numpy().astype(np.float32)
                 entry = _Cached(feats, np.arange(len(feats), dtype=np.int64), [])
-                _write_cache(path, entry, caption_ids, key)
+                _write_cache(path, entry, caption_ids, key, element_dim=getattr(enc, "element_dim", None))
             text = entry.features if caption_rows is None else entry.features[caption_rows]
             meta["text"] = {"encoder": key["encoder"], **txt_kw, "versions": key["versions"], "cache": str(path), "cached": cached}
     meta["seconds"] = round(time.perf_counter() - t0, 3)

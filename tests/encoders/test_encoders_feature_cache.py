@@ -264,3 +264,34 @@ def test_content_index_tracks_files(tmp_path: Path) -> None:
     _solid(a, (3, 2, 1))
     assert image_digests(recs, index)[0] != first[0]
     assert image_digests([ImageRecord("gone", path=tmp_path / "gone.bmp")], index, strict=False) == ["unreadable:FileNotFoundError"]
+
+
+def test_set_features_are_cached_without_their_padding_and_read_back_exactly(tmp_path: Path,
+                                                                           capsys: pytest.CaptureFixture) -> None:
+    from gssf.features import _Cached, _read_cache, _write_cache
+
+    rng = np.random.default_rng(0)
+    lengths = [32, 5, 1, 0, 12]  # a caption of 0 tokens: all padding
+    sets = np.zeros((5, 32, 6), dtype=np.float32)
+    for i, n in enumerate(lengths):
+        sets[i, :n] = rng.standard_normal((n, 6))
+    sets[1, 2] = 0.0  # an all-zero element inside a set is kept: only trailing padding goes
+    rows = sets.reshape(5, -1)
+    ids = [f"c{i}" for i in range(5)]
+    entry = _Cached(rows, np.arange(5), [])
+    compact, padded = tmp_path / "compact.npz", tmp_path / "padded.npz"
+    _write_cache(compact, entry, ids, {}, element_dim=6)
+    _write_cache(padded, entry, ids, {})
+    with np.load(compact) as z:
+        assert "features" not in z.files and z["lengths"].tolist() == lengths and z["elements"].shape == (50, 6)
+    assert compact.stat().st_size < padded.stat().st_size  # 50 of 160 elements stored
+    for path in (compact, padded):
+        back = _read_cache(path, ids)
+        assert back is not None and back.features.dtype == np.float32 and np.array_equal(back.features, rows)
+    # lengths that do not fit the stored elements: reported, recomputed
+    with np.load(compact) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["lengths"] = arrays["lengths"] + 1
+    np.savez(compact, **arrays)
+    assert _read_cache(compact, ids) is None
+    assert "damaged" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""Pooled heads over sets of region / token features: masks, the three pools, gradients."""
+"""Pooled heads over sets of region / token features: masks, the pools, gradients."""
 from __future__ import annotations
 
 import pytest
@@ -23,9 +23,14 @@ def test_mask_marks_padding_and_keeps_an_all_zero_set_whole() -> None:
     assert mask.sum(dim=1).tolist() == [6, 3, 1, 6]
 
 
-@pytest.mark.parametrize("pool", ["mean", "max", "gpo"])
+@pytest.mark.parametrize("pool", ["mean", "max", "gpo", "attention"])
 def test_pools_ignore_padding_and_the_order_of_elements(pool: str) -> None:
-    head = build_head(6 * 5, 3, kind="pooled", element_dim=5, pool=pool, hidden_dim=7).double()
+    attention = {"similarity": "gssf", "similarity_kwargs": {"num_blocks": 1}} if pool == "attention" else None
+    head = build_head(6 * 5, 3, kind="pooled", element_dim=5, pool=pool, hidden_dim=7, attention=attention).double()
+    if pool == "attention":  # move the learned query and the kernel off their start, so both get gradients
+        with torch.no_grad():
+            for p in head.attention.parameters():
+                p.add_(0.1 * torch.randn(p.shape, generator=torch.Generator().manual_seed(1), dtype=p.dtype))
     sets = _sets()
     out = head(sets.reshape(4, -1))
     assert out.shape == (4, 3)
@@ -38,6 +43,12 @@ def test_pools_ignore_padding_and_the_order_of_elements(pool: str) -> None:
         assert torch.allclose(out[1], e[1, :3].mean(dim=0)) and torch.allclose(out[2], e[2, 0])
     if pool == "max":
         assert torch.allclose(out[1], e[1, :3].amax(dim=0)) and torch.allclose(out[2], e[2, 0])
+    if pool == "attention":  # one valid token: attention over one key returns it
+        assert torch.allclose(out[2], e[2, 0])
+        q = e[1, :3].mean(dim=0) + head.attention.query
+        kernel = head.attention.attention.kernels[0]
+        w = torch.softmax(kernel(q[None], e[1, :3])[0] / head.attention.attention.temperature, dim=0)
+        assert torch.allclose(out[1], (w[:, None] * e[1, :3]).sum(dim=0))
     out.sum().backward()
     assert all(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in head.parameters())
 
@@ -64,3 +75,14 @@ def test_a_pooled_head_checks_its_sizes() -> None:
         build_head(30, 4, kind="pooled")
     with pytest.raises(ValueError, match="unknown pool"):
         PooledHead(30, 4, 5, pool="sum")
+
+
+def test_no_pooling_returns_the_projected_set_with_zero_padding() -> None:
+    head = build_head(6 * 5, 3, kind="pooled", element_dim=5, pool="none", hidden_dim=7).double()
+    sets = _sets()
+    out = head(sets.reshape(4, -1)).view(4, 6, 3)
+    e = head.proj(sets) + head.mlp(sets)
+    assert torch.allclose(out[0], e[0])
+    assert torch.allclose(out[1, :3], e[1, :3]) and (out[1, 3:] == 0).all() and (out[2, 1:] == 0).all()
+    with pytest.raises(ValueError, match="attention settings are for pool='attention'"):
+        build_head(30, 3, kind="pooled", element_dim=5, pool="none", attention={"similarity": "gssf"})

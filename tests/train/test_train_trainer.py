@@ -262,6 +262,37 @@ def test_heads_from_refuses_a_run_of_another_architecture(features: str, tmp_pat
         Trainer(tiny_config(features, "model.freeze_heads=true"), tmp_path / "v", progress=False)
 
 
+@pytest.mark.parametrize("setting", ["attention-pool", "cross-attention"])
+def test_the_attention_setting_trains_its_kernel_end_to_end(setting: str, features: str, tmp_path: Path) -> None:
+    """Setting "attention": the member is the attention kernel (pooling attention, or words over regions)."""
+    sets = ["model.head=pooled", "model.hidden_dim=16", "model.element_dims={image: 8, text: 4}"]
+    if setting == "attention-pool":
+        extra = ["model.pool=attention", "model.attention_similarity=gssf", "model.attention_heads=2",
+                 "model.attention_kwargs={num_blocks: 2}", "similarity.name=cosine", "similarity.kwargs={}"]
+    else:
+        extra = ["model.pool=none", "model.embed_dim=8", "similarity.name=cross_attention",
+                 "similarity.kwargs={kernel: gssf, kernel_kwargs: {num_blocks: 2}}"]
+    res = run(tiny_config(features, "train.epochs=3", *sets, *extra), tmp_path / "run", progress=False)
+    assert res["history"][-1]["train_loss"] < res["history"][0]["train_loss"]
+    assert res["test"]["rsum"] > 60  # chance: about 6 x 2.5 = 15
+    from gssf.train import load_model
+
+    model, _, _ = load_model(tmp_path / "run")
+    if setting == "attention-pool":
+        kernels = list(model.image_tower.attention.attention.kernels) + list(model.text_tower.attention.attention.kernels)
+        assert res["params"] == sum(k.num_parameters for k in kernels)  # cosine scores the pooled pair: no parameters
+    else:
+        kernels = [model.similarity.kernel]
+        assert res["params"] == model.similarity.num_parameters == kernels[0].num_parameters + 1  # + temperature
+    fresh = gssf.create_similarity("gssf", dim=kernels[0].diagonal.dim, num_blocks=2)
+    moved = max(float((k.diagonal.weights() - fresh.diagonal.weights()).detach().abs().max()) for k in kernels)
+    assert moved > 1e-3  # the kernel learned, at the similarity learning rate
+    with pytest.raises(ValueError, match="model.attention_heads"):
+        tiny_config(features, *sets, "model.pool=attention", "model.attention_heads=3").validate()
+    with pytest.raises(ValueError, match="unknown config key 'model.attention_kwargs.blocks'"):
+        tiny_config(features, *sets, "model.pool=attention", "model.attention_kwargs={blocks: 2}").validate()
+
+
 def test_a_pooled_head_trains_on_set_features_and_its_sizes_are_checked(features: str, tmp_path: Path) -> None:
     """Setting "pooled": each 32-d image row read as 4 regions of 8, each 24-d caption as 6 tokens of 4."""
     res = run(tiny_config(features, "train.epochs=3", "model.head=pooled", "model.pool=gpo", "model.hidden_dim=16",

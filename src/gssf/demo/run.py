@@ -38,6 +38,9 @@ class DemoTask:
     the same seed (trained first when missing), and its preset keeps them fixed. With
     ``teacher`` (a preset), every seed's run distils from that preset's run of the same seed
     (``distill.teacher``; trained first when missing, under ``<task>/teacher/seed<k>``).
+    ``member_key`` is the config key a member's name is written to: ``similarity.name`` (the
+    similarity that scores the pair) unless the task compares members elsewhere, e.g. the
+    attention kernel (``model.attention_similarity``, ``similarity.kwargs.kernel``).
     """
 
     name: str
@@ -50,6 +53,7 @@ class DemoTask:
     setting: str = "head"
     heads_from: Optional[str] = None
     teacher: Optional[str] = None
+    member_key: str = "similarity.name"
 
 
 DEMO_TASKS: Dict[str, DemoTask] = {
@@ -288,6 +292,58 @@ DEMO_TASKS: Dict[str, DemoTask] = {
         setting="distillation",
         teacher="wesnoth-descriptions-teacher",
     ),
+    # Setting "attention": the member is the attention kernel, everything else equal. Attention
+    # pooling (the pooled sets of the "pooled" setting, four heads with similarity logits, the
+    # pooled embeddings scored by cosine) and SCAN-style cross-attention (every word attends over
+    # the regions, similarity "cross_attention" with the member as its kernel).
+    "tux-attention": DemoTask(
+        name="tux-attention",
+        preset="tux-attention",
+        datasets=("tux",),
+        similarities=("cosine", "diagonal", "block_diagonal", "gssf", "bilinear", "mahalanobis", "gssf_dynamic"),
+        description="Tux Paint image <-> caption retrieval, attention pooling over the pooled sets of tux-pooled: "
+        "four heads whose logits come from the member (the attention kernel), pooled embeddings scored by cosine",
+        main_metric="rsum",
+        overrides=("train.num_threads=1",),
+        setting="attention",
+        member_key="model.attention_similarity",
+    ),
+    "wesnoth-descriptions-attention": DemoTask(
+        name="wesnoth-descriptions-attention",
+        preset="wesnoth-descriptions-attention",
+        datasets=("wesnoth",),
+        similarities=("cosine", "diagonal", "block_diagonal", "gssf", "bilinear", "mahalanobis", "gssf_dynamic"),
+        description="Wesnoth description <-> sprite retrieval, attention pooling over 16 regions and up to 32 "
+        "token states: four heads whose logits come from the member, pooled embeddings scored by cosine",
+        main_metric="rsum",
+        overrides=("train.num_threads=1",),
+        setting="attention",
+        member_key="model.attention_similarity",
+    ),
+    "tux-cross-attention": DemoTask(
+        name="tux-cross-attention",
+        preset="tux-cross-attention",
+        datasets=("tux",),
+        similarities=("cosine", "diagonal", "block_diagonal", "gssf", "bilinear", "mahalanobis", "gssf_dynamic"),
+        description="Tux Paint image <-> caption retrieval by cross-attention (SCAN style): every word attends over "
+        "the 49 regions with the member as the attention kernel, cosine of word and attended regions, mean over words",
+        main_metric="rsum",
+        overrides=("train.num_threads=1",),
+        setting="attention",
+        member_key="similarity.kwargs.kernel",
+    ),
+    "wesnoth-descriptions-cross-attention": DemoTask(
+        name="wesnoth-descriptions-cross-attention",
+        preset="wesnoth-descriptions-cross-attention",
+        datasets=("wesnoth",),
+        similarities=("cosine", "diagonal", "block_diagonal", "gssf", "bilinear", "mahalanobis", "gssf_dynamic"),
+        description="Wesnoth description <-> sprite retrieval by cross-attention: every word attends over the 16 "
+        "regions with the member as the attention kernel, cosine of word and attended regions, mean over words",
+        main_metric="rsum",
+        overrides=("train.num_threads=1",),
+        setting="attention",
+        member_key="similarity.kwargs.kernel",
+    ),
 }
 DEFAULT_TASKS = ("tux",)
 #: Five seeds: the fewest the statistics of issue 10 accept (30 Tux runs fit in the 10-minute budget).
@@ -517,7 +573,7 @@ def _run_task(
             sources = _source_runs(task, seed, overrides, out_dir, progress)
             cfg = load_config(
                 task.preset,
-                overrides=[*task.overrides, f"similarity.name={sim}", f"train.seed={seed}", *overrides,
+                overrides=[*task.overrides, f"{task.member_key}={sim}", f"train.seed={seed}", *overrides,
                            *([f"optim.similarity_lr={tuned[sim]}"] if tuned and sim in tuned else []),
                            *[f"{key}={path}" for key, path in sources.items()]],
             )

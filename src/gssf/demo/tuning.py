@@ -59,15 +59,17 @@ def tune_task(
     metric = task.main_metric
     members: Dict[str, Any] = {}
     for sim in sims:
-        base_cfg = load_config(task.preset, overrides=[*task.overrides, f"similarity.name={sim}", *overrides])
-        if not is_learnable(sim, base_cfg.model.embed_dim, dict(base_cfg.similarity.kwargs)):
+        key = getattr(task, "member_key", "similarity.name")
+        base_cfg = load_config(task.preset, overrides=[*task.overrides, f"{key}={sim}", *overrides])
+        kwargs = dict(base_cfg.similarity.kwargs) if key == "similarity.name" else {}
+        if not is_learnable(sim, base_cfg.model.embed_dim, kwargs):
             continue
         base = base_cfg.optim.similarity_lr if base_cfg.optim.similarity_lr is not None else base_cfg.optim.lr
         grid = lr_grid(float(base))
         values = []
         for lr in grid:
             cfg = load_config(task.preset, overrides=[
-                *task.overrides, f"similarity.name={sim}", *overrides, f"optim.similarity_lr={lr}",
+                *task.overrides, f"{key}={sim}", *overrides, f"optim.similarity_lr={lr}",
                 f"train.seed={seed}", "eval.test=false",
             ])  # fmt: skip
             res, reused = train(cfg, Path(out_dir) / task.name / "tuning" / sim / f"lr{lr:g}")

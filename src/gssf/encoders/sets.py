@@ -8,8 +8,8 @@ Each item becomes a set of element vectors, flattened into one row of the featur
   rows after a caption's last token are zero (padding: :func:`gssf.models.pooling.set_mask`).
 
 ``element_dim`` (a class attribute) tells :class:`gssf.models.pooling.PooledHead` how to
-unflatten a row. Captions are padded to 32 tokens in the cache: simple and fixed-width, at
-the price of storing zeros for short captions.
+unflatten a row. Rows are fixed-width in memory (captions padded to 32 tokens); the feature
+cache stores each set without its trailing padding and pads it again on reading.
 """
 from __future__ import annotations
 

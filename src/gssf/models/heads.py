@@ -1,7 +1,7 @@
 """Projection heads: map (cached or live) encoder features to the joint embedding space."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Dict, Optional
 
 import torch
 from torch import Tensor, nn
@@ -67,12 +67,14 @@ def build_head(
     dropout: float = 0.0,
     element_dim: Optional[int] = None,
     pool: str = "gpo",
+    attention: Optional[Dict[str, Any]] = None,
 ) -> nn.Module:
     """A head of ``kind`` (``linear``, ``mlp``, ``identity`` or ``pooled``) from ``in_dim`` to ``out_dim``.
 
     ``identity`` scores the encoder features directly (``in_dim`` must equal ``out_dim``);
     ``pooled`` reads each row as a set of ``element_dim``-sized elements and pools them
-    (:class:`gssf.models.pooling.PooledHead`, ``pool``: ``gpo``, ``mean`` or ``max``).
+    (:class:`gssf.models.pooling.PooledHead`, ``pool``: ``gpo``, ``mean``, ``max``, ``attention``
+    (with ``attention``, the keyword arguments of its attention pooling) or ``none``).
     """
     if kind not in HEADS:
         raise ValueError(f"unknown head {kind!r}; choose one of {', '.join(HEADS)}")
@@ -92,5 +94,5 @@ def build_head(
 
         if element_dim is None:
             raise ValueError("a pooled head needs element_dim (the size of one region or token feature)")
-        return PooledHead(in_dim, out_dim, element_dim, pool=pool, hidden_dim=hidden_dim)
+        return PooledHead(in_dim, out_dim, element_dim, pool=pool, hidden_dim=hidden_dim, attention=attention)
     return MLPHead(in_dim, out_dim, hidden_dim=hidden_dim, num_layers=num_layers, dropout=dropout)

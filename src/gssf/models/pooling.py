@@ -11,17 +11,23 @@ a residual MLP, then pools the set into one embedding:
   same for every dimension. Uniform weights give mean pooling, a one-hot on ``k = 0`` max
   pooling: GPO learns which mixture fits.
 * ``mean`` and ``max``: the two baselines, over the valid elements only.
+* ``attention``: attention pooling (:class:`AttentionPooling`): the set's mean plus a learned
+  offset queries the elements through :class:`gssf.nn.MultiHeadSimilarityAttention`, whose
+  logits come from a similarity member per head (setting "attention": GSSF in the kernel).
+* ``none``: no pooling; the projected set comes back flattened, padding elements zero (the
+  input of a set-to-set similarity such as ``cross_attention``).
 """
 from __future__ import annotations
 
 import math
+from typing import Any, Dict, Optional
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["POOLS", "GeneralizedPooling", "PooledHead", "set_mask"]
+__all__ = ["POOLS", "AttentionPooling", "GeneralizedPooling", "PooledHead", "set_mask"]
 
-POOLS = ("gpo", "mean", "max")
+POOLS = ("gpo", "mean", "max", "attention", "none")
 
 
 def set_mask(sets: Tensor) -> Tensor:
@@ -69,6 +75,33 @@ class GeneralizedPooling(nn.Module):
         return (w.unsqueeze(-1) * ordered).sum(dim=1)
 
 
+def _masked_mean(elements: Tensor, mask: Tensor) -> Tensor:
+    m = mask.unsqueeze(-1).to(elements.dtype)
+    return (elements * m).sum(dim=1) / m.sum(dim=1).clamp_min(1)
+
+
+class AttentionPooling(nn.Module):
+    """Attention pooling of sets ``(B, n, D)`` with a validity mask ``(B, n)`` -> ``(B, D)``.
+
+    The query of a set is its masked mean plus a learned vector (zero at the start); it
+    attends over the valid elements with similarity logits (``similarity`` per head, see
+    :class:`gssf.nn.MultiHeadSimilarityAttention`), the values being the elements themselves.
+    """
+
+    def __init__(self, dim: int, similarity: str = "cosine", heads: int = 1,
+                 similarity_kwargs: Optional[Dict[str, Any]] = None, temperature: float = 0.1) -> None:
+        super().__init__()
+        from gssf.nn.attention import MultiHeadSimilarityAttention
+
+        self.query = nn.Parameter(torch.zeros(dim))
+        self.attention = MultiHeadSimilarityAttention(similarity, dim, heads=heads, similarity_kwargs=similarity_kwargs,
+                                                      temperature=temperature)
+
+    def forward(self, elements: Tensor, mask: Tensor) -> Tensor:
+        q = (_masked_mean(elements, mask) + self.query.to(elements.dtype)).unsqueeze(1)
+        return self.attention(q, elements, elements, mask).squeeze(1)
+
+
 class PooledHead(nn.Module):
     """Flattened sets ``(B, n * element_dim)`` -> ``(B, out_dim)``: per-element projection, then pooling.
 
@@ -76,11 +109,14 @@ class PooledHead(nn.Module):
         in_dim: ``n * element_dim``.
         out_dim: embedding size.
         element_dim: size of one element (1280 for EfficientNet regions, 384 for MiniLM tokens).
-        pool: ``gpo``, ``mean`` or ``max``.
+        pool: ``gpo``, ``mean``, ``max``, ``attention`` or ``none``.
         hidden_dim: width of the residual MLP.
+        attention: ``pool="attention"``: keyword arguments of :class:`AttentionPooling`
+            (``similarity``, ``heads``, ``similarity_kwargs``, ``temperature``).
     """
 
-    def __init__(self, in_dim: int, out_dim: int, element_dim: int, pool: str = "gpo", hidden_dim: int = 1024) -> None:
+    def __init__(self, in_dim: int, out_dim: int, element_dim: int, pool: str = "gpo", hidden_dim: int = 1024,
+                 attention: Optional[Dict[str, Any]] = None) -> None:
         super().__init__()
         if pool not in POOLS:
             raise ValueError(f"unknown pool {pool!r}; choose one of {', '.join(POOLS)}")
@@ -90,6 +126,9 @@ class PooledHead(nn.Module):
         self.proj = nn.Linear(element_dim, out_dim)
         self.mlp = nn.Sequential(nn.Linear(element_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, out_dim))
         self.gpo = GeneralizedPooling() if pool == "gpo" else None
+        if attention and pool != "attention":
+            raise ValueError(f"attention settings are for pool='attention', not pool={pool!r}")
+        self.attention = AttentionPooling(out_dim, **(attention or {})) if pool == "attention" else None
 
     def forward(self, x: Tensor) -> Tensor:
         sets = x.reshape(x.shape[0], self.num_elements, self.element_dim)
@@ -97,7 +136,11 @@ class PooledHead(nn.Module):
         e = self.proj(sets) + self.mlp(sets)
         if self.gpo is not None:
             return self.gpo(e, mask)
+        if self.attention is not None:
+            return self.attention(e, mask)
         m = mask.unsqueeze(-1)
+        if self.pool == "none":
+            return e.masked_fill(~m, 0.0).flatten(1)
         if self.pool == "mean":
-            return (e * m).sum(dim=1) / m.sum(dim=1).clamp_min(1)
+            return _masked_mean(e, mask)
         return e.masked_fill(~m, torch.finfo(e.dtype).min).amax(dim=1)

@@ -13,6 +13,8 @@ name                      matrix ``M`` (``s = x^T M y``, unit x, y)  static
 ``mahalanobis``           ``1 - (x-y)^T L L^T (x-y) / 2``            yes
 ``gssf_dynamic``          ``M_0 + sum_k a_k(x, y) M_k`` (gated GSSF)  no
 ``gssf_dynamic_mlp``      ``gssf`` with MLP gates per channel/block  no
+``cross_attention``       sets: words attend over regions (kernel)   no
+``set_cosine``            sets: cosine of the set means              yes
 ========================  =========================================  =========
 """
 from gssf.similarity.base import (
@@ -24,6 +26,7 @@ from gssf.similarity.base import (
     register_similarity,
 )
 from gssf.similarity.baselines import CosineSimilarity, DotProductSimilarity, EuclideanSimilarity
+from gssf.similarity.cross_attention import CrossAttentionSimilarity, SetMeanCosineSimilarity
 from gssf.similarity.dense import BilinearSimilarity, MahalanobisSimilarity
 from gssf.similarity.dynamic import DynamicGSSFSimilarity, MLPGatedGSSFSimilarity
 from gssf.similarity.structured import BlockDiagonalSimilarity, DiagonalSimilarity, GSSFSimilarity
@@ -46,6 +49,8 @@ __all__ = [
     "MahalanobisSimilarity",
     "DynamicGSSFSimilarity",
     "MLPGatedGSSFSimilarity",
+    "CrossAttentionSimilarity",
+    "SetMeanCosineSimilarity",
     "DiagonalTerm",
     "BlockTerm",
     "BLOCK_PARAMETERIZATIONS",

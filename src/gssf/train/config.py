@@ -111,7 +111,17 @@ class ModelConfig:
         "linear", "projection head on top of each encoder (pooled: sets of regions / tokens)",
         ("linear", "mlp", "identity", "pooled"),
     )
-    pool: str = _f("gpo", "pooled head: generalized pooling (gpo), mean or max over the set", ("gpo", "mean", "max"))
+    pool: str = _f(
+        "gpo", "pooled head: generalized pooling (gpo), mean, max, attention over the set, or none (the set itself)",
+        ("gpo", "mean", "max", "attention", "none"),
+    )
+    attention_similarity: str = _f(
+        "cosine", "pool=attention: the similarity member that gives the attention logits of every head",
+        _similarity_names,
+    )
+    attention_kwargs: Dict[str, Any] = _f({}, "pool=attention: keyword arguments of that member")
+    attention_heads: int = _f(1, "pool=attention: number of heads (embed_dim must be a multiple)")
+    attention_temperature: float = _f(0.1, "pool=attention: initial softmax temperature (learnable)")
     element_dims: Dict[str, int] = _f(
         {}, "pooled head: size of one set element per modality, e.g. {image: 1280, text: 384} (default: the encoder's)"
     )
@@ -612,22 +622,33 @@ def _validate(cfg: TrainConfig) -> None:
         raise ValueError("model.finetune needs raw images/text: set data.dataset instead of data.features_file")
     if m.finetune in ("text", "both") and d.task != "image_text":
         raise ValueError(f"model.finetune={m.finetune!r} needs captions: task {d.task!r} has none")
-    _validate_similarity_kwargs(s)
+    _validate_similarity_kwargs(s.name, s.kwargs, "similarity.kwargs")
+    if m.pool == "attention" and m.head == "pooled":
+        if m.attention_heads < 1 or m.embed_dim % m.attention_heads:
+            raise ValueError(
+                f"config key 'model.attention_heads': {m.attention_heads} does not divide model.embed_dim={m.embed_dim}"
+            )
+        if not m.attention_temperature > 0:
+            raise ValueError(f"config key 'model.attention_temperature' must be positive, got {m.attention_temperature}")
+        _validate_similarity_kwargs(m.attention_similarity, m.attention_kwargs, "model.attention_kwargs")
+    elif m.attention_kwargs:
+        raise ValueError("config key 'model.attention_kwargs' is for model.head=pooled with model.pool=attention")
 
 
-def _validate_similarity_kwargs(s: SimilarityConfig) -> None:
+def _validate_similarity_kwargs(name: str, kwargs: Dict[str, Any], key_prefix: str) -> None:
+    """Every key of ``kwargs`` is a constructor argument of similarity ``name`` (dim excluded)."""
     from gssf.similarity import get_similarity_class
 
-    cls = get_similarity_class(s.name)
+    cls = get_similarity_class(name)
     params = inspect.signature(cls.__init__).parameters
     valid = [p for p in params if p not in ("self", "dim")]
-    for key in s.kwargs:
+    for key in kwargs:
         if key == "dim":
-            raise ValueError("config key 'similarity.kwargs.dim' is set from model.embed_dim; remove it")
+            raise ValueError(f"config key '{key_prefix}.dim' is set from model.embed_dim; remove it")
         if key not in valid:
             raise ValueError(
-                f"unknown config key 'similarity.kwargs.{key}' for similarity {s.name!r}; valid keys: "
-                f"{', '.join(valid) or '(none)'} (use --set similarity.kwargs={{}} to clear inherited ones)"
+                f"unknown config key '{key_prefix}.{key}' for similarity {name!r}; valid keys: "
+                f"{', '.join(valid) or '(none)'} (use --set {key_prefix}={{}} to clear inherited ones)"
             )
 
 

@@ -354,9 +354,13 @@ class Task:
         element_dim = None
         if m.head == "pooled":
             element_dim = m.element_dims.get(modality) or self._element_dim(modality)
+        attention = None
+        if m.head == "pooled" and m.pool == "attention":
+            attention = {"similarity": m.attention_similarity, "heads": m.attention_heads,
+                         "similarity_kwargs": m.attention_kwargs, "temperature": m.attention_temperature}  # fmt: skip
         head = build_head(
             in_dim, m.embed_dim, kind=m.head, hidden_dim=m.hidden_dim, num_layers=m.num_layers, dropout=m.dropout,
-            element_dim=element_dim, pool=m.pool,
+            element_dim=element_dim, pool=m.pool, attention=attention,
         )
         if modality in self.finetune:
             enc = self._encoder(modality)

@@ -32,6 +32,7 @@ from torch import Tensor, nn
 
 import gssf
 from gssf.losses import constrain_parameters
+from gssf.similarity.base import Similarity
 from gssf.train.checkpoint import (
     check_compatible,
     checkpoint_exists,
@@ -81,11 +82,21 @@ RUNTIME_KEYS = frozenset(
 # --------------------------------------------------------------------------- optimisation
 
 
+def similarity_parameters(model: nn.Module) -> int:
+    """Learnable scalars of every similarity in ``model`` (the score's and any attention kernels), each once."""
+    seen: Dict[int, int] = {}
+    for m in model.modules():
+        if isinstance(m, Similarity):
+            seen.update({id(p): p.numel() for p in m.parameters() if p.requires_grad})
+    return sum(seen.values())
+
+
 def build_param_groups(model: nn.Module, criterion: nn.Module, optim: OptimConfig) -> List[Dict[str, Any]]:
     """Named parameter groups with their own learning rate and weight decay.
 
     ``heads`` (weight matrices, decayed) and ``heads_no_decay`` (biases, norms),
-    ``similarity`` (``optim.similarity_lr`` / ``similarity_weight_decay``), ``loss`` (the
+    ``similarity`` (``optim.similarity_lr`` / ``similarity_weight_decay``: the parameters of
+    every similarity in the model, the score's and attention kernels'), ``loss`` (the
     loss's own parameters, e.g. the temperature; no decay), and ``encoders`` /
     ``encoders_no_decay`` when encoders are fine-tuned. Empty groups are left out.
     """
@@ -100,7 +111,11 @@ def build_param_groups(model: nn.Module, criterion: nn.Module, optim: OptimConfi
                 out.append(p)
         return out
 
+    # every similarity of the model: the score's own, and any inside the towers (attention kernels)
     sim = take(similarity.parameters())
+    for m in model.modules():
+        if isinstance(m, Similarity):
+            sim += take(m.parameters())
     enc: List[nn.Parameter] = []
     for m in model.modules():
         if isinstance(m, EncoderModule):
@@ -740,7 +755,7 @@ class Trainer:
         results = {
             "val": self.best["val"],
             "test": test,
-            "params": self.model.similarity.num_parameters,
+            "params": similarity_parameters(self.model),
             "train_seconds": train_seconds,
             "history": self.history,
             "best_epoch": self.best["epoch"],
