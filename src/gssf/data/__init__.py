@@ -18,6 +18,7 @@ from gssf.data import catalog as _catalog  # noqa: F401  (registers the datasets
 from gssf.data.home import data_home, dataset_dir, features_dir
 from gssf.data.registry import (
     CROSS_MODAL,
+    DATASETS,
     UNI_MODAL,
     DatasetInfo,
     get_dataset_info,
@@ -28,6 +29,7 @@ from gssf.data.registry import (
 
 __all__ = [
     "CROSS_MODAL",
+    "DATASETS",
     "UNI_MODAL",
     "CrossModalDataset",
     "DatasetInfo",

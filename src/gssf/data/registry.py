@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple, Union
 
 from gssf.data.home import PathLike, dataset_dir
+from gssf.utils.registry import Registry
 
 if TYPE_CHECKING:
     from gssf.data.base import CrossModalDataset, UniModalDataset
@@ -49,28 +50,29 @@ class DatasetInfo:
         return s
 
 
-_REGISTRY: Dict[str, DatasetInfo] = {}
+def _loader(info: DatasetInfo) -> Callable[..., Any]:
+    """What ``DATASETS.create(name, split=..., root=..., home=...)`` calls: :func:`load` for ``info``."""
+    return lambda split="train", root=None, home=None, **kw: load(info.name, split=split, root=root, home=home, **kw)
+
+
+#: The dataset registry (:class:`gssf.utils.registry.Registry`): name -> :class:`DatasetInfo`.
+DATASETS: Registry[DatasetInfo] = Registry("dataset", factory=_loader)
+_REGISTRY = DATASETS  # the name the first release used
 
 
 def register_dataset(info: DatasetInfo, overwrite: bool = False) -> DatasetInfo:
     """Add ``info`` to the registry (``overwrite`` to replace an entry)."""
-    if info.name in _REGISTRY and not overwrite:
-        raise ValueError(f"dataset {info.name!r} is already registered")
-    _REGISTRY[info.name] = info
-    return info
+    return DATASETS.register(info.name, info, overwrite=overwrite)
 
 
 def get_dataset_info(name: str) -> DatasetInfo:
     """The registry entry of ``name``; ``KeyError`` lists the known names."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise KeyError(f"unknown dataset {name!r}; known: {', '.join(sorted(_REGISTRY))}") from None
+    return DATASETS.lookup(name)
 
 
 def list_datasets() -> List[DatasetInfo]:
     """All registered datasets, embedded ones first, then by name."""
-    return sorted(_REGISTRY.values(), key=lambda i: (not i.embedded, i.name))
+    return sorted(DATASETS.values(), key=lambda i: (not i.embedded, i.name))
 
 
 def _resolve(spec: str) -> Callable[..., Any]:

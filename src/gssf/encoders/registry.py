@@ -7,6 +7,8 @@ from typing import Any, Callable, Dict, List, Tuple, TypeVar, Union
 
 import torch
 
+from gssf.utils.registry import Registry
+
 T = TypeVar("T")
 
 
@@ -21,7 +23,6 @@ class EncoderInfo:
     needs_path: bool = False  # True for the local loaders that read the user's weights
 
 
-_REGISTRY: Dict[str, EncoderInfo] = {}
 _ALIASES: Dict[str, str] = {
     "efficientnet_lite0": "efficientnet-lite0",
     "efflite0": "efficientnet-lite0",
@@ -35,7 +36,18 @@ _BUILTIN_MODULES = (
     "gssf.encoders.efficientnet", "gssf.encoders.minilm", "gssf.encoders.mpnet", "gssf.encoders.e5", "gssf.encoders.local",
     "gssf.encoders.sets",
 )
-_loaded = False
+
+
+def _load_builtins() -> None:
+    # The modules import their heavy dependencies lazily, inside the factories.
+    for m in _BUILTIN_MODULES:
+        importlib.import_module(m)
+
+
+#: The encoder registry (:class:`gssf.utils.registry.Registry`): name -> :class:`EncoderInfo`.
+ENCODERS: Registry[EncoderInfo] = Registry("encoder", factory=lambda info: info.factory, aliases=_ALIASES,
+                                           load=_load_builtins)  # fmt: skip
+_REGISTRY = ENCODERS  # the name the first release used
 
 
 def register_encoder(
@@ -44,38 +56,24 @@ def register_encoder(
     """Decorator registering an encoder class or factory under ``name``."""
 
     def deco(factory: T) -> T:
-        if name in _REGISTRY and _REGISTRY[name].factory is not factory:
-            raise ValueError(f"encoder {name!r} is already registered")
-        _REGISTRY[name] = EncoderInfo(name, factory, tuple(modalities), description, needs_path)  # type: ignore[arg-type]
+        if name in ENCODERS and ENCODERS[name].factory is factory:
+            return factory
+        ENCODERS.register(name, EncoderInfo(name, factory, tuple(modalities), description, needs_path))  # type: ignore[arg-type]
         return factory
 
     return deco
 
 
-def _load_builtins() -> None:
-    global _loaded
-    if not _loaded:
-        # The modules import their heavy dependencies lazily, inside the factories.
-        for m in _BUILTIN_MODULES:
-            importlib.import_module(m)
-        _loaded = True
-
-
 def get_encoder_info(name: str) -> EncoderInfo:
     """The registry entry of ``name`` (aliases accepted); ``KeyError`` lists known names."""
-    _load_builtins()
-    key = _ALIASES.get(name, name)
-    if key not in _REGISTRY:
-        raise KeyError(f"unknown encoder {name!r}; known: {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[key]
+    return ENCODERS.lookup(name)
 
 
 def list_encoders() -> List[str]:
     """Names of all registered encoders, sorted."""
-    _load_builtins()
-    return sorted(_REGISTRY)
+    return ENCODERS.list()
 
 
 def create(name: str, device: Union[str, torch.device] = "cpu", **kw: Any) -> Any:
     """Build encoder ``name`` on ``device`` (``kw``: e.g. ``resolution=128``, ``path=...``)."""
-    return get_encoder_info(name).factory(device=device, **kw)
+    return ENCODERS.create(name, device=device, **kw)

@@ -14,6 +14,7 @@ image's id and are never each other's negatives. The ``pytorch-metric-learning``
 adapter lives in :mod:`gssf.losses.pml` (optional extra).
 """
 from gssf.losses.base import (
+    LOSSES,
     PairLoss,
     SimilarityLoss,
     constrain_parameters,
@@ -29,6 +30,7 @@ from gssf.losses.infonce import InfoNCELoss
 from gssf.losses.triplet import BatchHardTripletLoss
 
 __all__ = [
+    "LOSSES",
     "SimilarityLoss",
     "PairLoss",
     "register_loss",

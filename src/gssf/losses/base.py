@@ -16,8 +16,10 @@ import torch
 from torch import Tensor, nn
 
 from gssf.similarity.base import Similarity
+from gssf.utils.registry import Registry
 
 __all__ = [
+    "LOSSES",
     "SimilarityLoss",
     "register_loss",
     "create_loss",
@@ -28,23 +30,37 @@ __all__ = [
     "PairLoss",
 ]
 
-_REGISTRY: Dict[str, Type["SimilarityLoss"]] = {}
 L = TypeVar("L", bound=Type["SimilarityLoss"])
 
 #: The two input conventions a loss can follow.
 LOSS_KINDS = ("cross_modal", "unimodal")
 
 
+def _checked_constructor(cls: Type["SimilarityLoss"]) -> Callable[..., "SimilarityLoss"]:
+    """``cls`` called with ``similarity=`` and keyword arguments checked against its signature."""
+
+    def make(similarity: Similarity, **kwargs: Any) -> "SimilarityLoss":
+        accepted = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "similarity")]
+        unknown = sorted(set(kwargs) - set(accepted))
+        if unknown:
+            raise ValueError(f"loss {cls.name!r} got unknown argument(s) {unknown}; valid arguments: {accepted}")
+        return cls(similarity=similarity, **kwargs)
+
+    return make
+
+
+#: The loss registry (:class:`gssf.utils.registry.Registry`): name -> class.
+LOSSES: Registry[Type["SimilarityLoss"]] = Registry("loss", factory=_checked_constructor)
+
+
 def register_loss(name: str) -> Callable[[L], L]:
     """Class decorator adding a :class:`SimilarityLoss` subclass to the registry under ``name``."""
 
     def decorator(cls: L) -> L:
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            raise ValueError(f"loss {name!r} is already registered by {_REGISTRY[name].__qualname__}")
         if cls.kind not in LOSS_KINDS:
             raise ValueError(f"loss {name!r} has kind {cls.kind!r}; expected one of {LOSS_KINDS}")
+        LOSSES.register(name, cls)
         cls.name = name
-        _REGISTRY[name] = cls
         return cls
 
     return decorator
@@ -52,15 +68,12 @@ def register_loss(name: str) -> Callable[[L], L]:
 
 def list_losses(kind: str = "") -> List[str]:
     """Registered loss names, sorted; only those of ``kind`` when given."""
-    return sorted(n for n, c in _REGISTRY.items() if not kind or c.kind == kind)
+    return LOSSES.list(where=lambda c: not kind or c.kind == kind)
 
 
 def get_loss_class(name: str) -> Type["SimilarityLoss"]:
     """The class registered as ``name``; a clear error lists the valid names."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise KeyError(f"unknown loss {name!r}; choose one of: {', '.join(list_losses())}") from None
+    return LOSSES.lookup(name)
 
 
 def create_loss(name: str, similarity: Similarity, **kwargs: Any) -> "SimilarityLoss":
@@ -68,12 +81,7 @@ def create_loss(name: str, similarity: Similarity, **kwargs: Any) -> "Similarity
 
     Unknown keyword arguments raise a ``ValueError`` that lists the accepted ones.
     """
-    cls = get_loss_class(name)
-    accepted = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "similarity")]
-    unknown = sorted(set(kwargs) - set(accepted))
-    if unknown:
-        raise ValueError(f"loss {name!r} got unknown argument(s) {unknown}; valid arguments: {accepted}")
-    return cls(similarity=similarity, **kwargs)
+    return LOSSES.create(name, similarity=similarity, **kwargs)
 
 
 def positive_mask(x_ids: Tensor, y_ids: Tensor) -> Tensor:

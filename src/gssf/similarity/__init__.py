@@ -18,6 +18,7 @@ name                      matrix ``M`` (``s = x^T M y``, unit x, y)  static
 ========================  =========================================  =========
 """
 from gssf.similarity.base import (
+    SIMILARITIES,
     BilinearFormMixin,
     Similarity,
     create_similarity,
@@ -33,6 +34,7 @@ from gssf.similarity.structured import BlockDiagonalSimilarity, DiagonalSimilari
 from gssf.similarity.terms import BLOCK_PARAMETERIZATIONS, BlockTerm, DiagonalTerm
 
 __all__ = [
+    "SIMILARITIES",
     "Similarity",
     "BilinearFormMixin",
     "register_similarity",

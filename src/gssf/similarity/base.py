@@ -30,8 +30,10 @@ import torch
 from torch import Tensor, nn
 
 from gssf.errors import BadTensorError, GssfError, ScoreOverflowError, TensorTypeError
+from gssf.utils.registry import Registry
 
 __all__ = [
+    "SIMILARITIES",
     "Similarity",
     "BilinearFormMixin",
     "register_similarity",
@@ -40,7 +42,9 @@ __all__ = [
     "list_similarities",
 ]
 
-_REGISTRY: Dict[str, Type["Similarity"]] = {}
+#: The similarity registry (:class:`gssf.utils.registry.Registry`): name -> class.
+SIMILARITIES: Registry[Type["Similarity"]] = Registry("similarity")
+_REGISTRY = SIMILARITIES  # the name the first release used
 S = TypeVar("S", bound=Type["Similarity"])
 
 
@@ -48,10 +52,8 @@ def register_similarity(name: str) -> Callable[[S], S]:
     """Class decorator adding a :class:`Similarity` subclass to the registry under ``name``."""
 
     def decorator(cls: S) -> S:
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            raise ValueError(f"similarity {name!r} is already registered by {_REGISTRY[name].__qualname__}")
+        SIMILARITIES.register(name, cls)
         cls.name = name
-        _REGISTRY[name] = cls
         return cls
 
     return decorator
@@ -59,15 +61,12 @@ def register_similarity(name: str) -> Callable[[S], S]:
 
 def list_similarities() -> List[str]:
     """Names of every registered similarity, sorted."""
-    return sorted(_REGISTRY)
+    return SIMILARITIES.list()
 
 
 def get_similarity_class(name: str) -> Type["Similarity"]:
     """The class registered as ``name``; a clear error lists the valid names."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise KeyError(f"unknown similarity {name!r}; choose one of: {', '.join(list_similarities())}") from None
+    return SIMILARITIES.lookup(name)
 
 
 def create_similarity(name: str, dim: Optional[int] = None, **kwargs: Any) -> "Similarity":
@@ -75,8 +74,7 @@ def create_similarity(name: str, dim: Optional[int] = None, **kwargs: Any) -> "S
 
     Learnable members need ``dim``; parameter-free ones accept it to check inputs.
     """
-    cls = get_similarity_class(name)
-    return cls(dim=dim, **kwargs)
+    return SIMILARITIES.create(name, dim=dim, **kwargs)
 
 
 def _finite_rows(t: Tensor, rows: int = 4096) -> Tensor:

@@ -31,9 +31,11 @@ from gssf.train.config import (
     load_config,
     save_config,
 )
+from gssf.train.tasks import TASKS
 from gssf.train.trainer import evaluate_checkpoint, load_model, run
 
 __all__ = [
+    "TASKS",
     "run",
     "load_config",
     "TrainConfig",

@@ -32,6 +32,7 @@ from gssf.similarity import Similarity, create_similarity
 from gssf.train.config import TrainConfig
 from gssf.train.distributed import all_gather_nograd, all_gather_with_grad
 from gssf.train.samplers import PKBatchSampler, RandomBatchSampler
+from gssf.utils.registry import Registry
 
 __all__ = [
     "SplitData", "Task", "ImageTextTask", "UniModalTask", "make_task", "LossSum", "EncoderModule", "reid_pair",
@@ -671,8 +672,13 @@ class UniModalTask(Task):
         )
 
 
+#: The task registry (:class:`gssf.utils.registry.Registry`): ``data.task`` -> task class.
+TASKS: Registry[type] = Registry("task")
+TASKS.register("image_text", ImageTextTask)
+TASKS.register("reid", UniModalTask)
+TASKS.register("retrieval", UniModalTask)
+
+
 def make_task(cfg: TrainConfig, device: torch.device, progress: bool = False) -> Task:
     """The task object of ``cfg.data.task``."""
-    if cfg.data.task == "image_text":
-        return ImageTextTask(cfg, device, progress)
-    return UniModalTask(cfg, device, progress)
+    return TASKS.create(cfg.data.task, cfg, device, progress)
