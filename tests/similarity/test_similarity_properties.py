@@ -399,3 +399,26 @@ def test_the_cosine_index_serves_a_learned_member_through_folded_queries(name: s
         exact = sim(queries, gallery)
     np.testing.assert_array_equal(found, torch.topk(exact, k=10, dim=1).indices.numpy())
     np.testing.assert_allclose(scores, torch.topk(exact, k=10, dim=1).values.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_the_protocol_is_checked_when_a_member_class_is_created() -> None:
+    from gssf.similarity import BilinearFormMixin, Similarity
+
+    with pytest.raises(TypeError, match="overrides _fold_gallery"):
+
+        class _Unit(BilinearFormMixin, Similarity):
+            def _fold_gallery(self, y: torch.Tensor) -> torch.Tensor:
+                return 2 * y
+
+    with pytest.raises(TypeError, match="must write _score_matrix, _score_pairs"):
+
+        class _Dynamic(Similarity):
+            is_static = False
+
+    with pytest.raises(TypeError, match="normalises its rows"):
+
+        class _Raw(BilinearFormMixin, Similarity):
+            normalizes = False
+
+    assert gssf.create_similarity("dot").score_bound == float("inf")
+    assert gssf.create_similarity("cosine").score_bound == 1.0

@@ -20,7 +20,7 @@ def describe_similarities(dim: int, **kwargs: Any) -> List[Dict[str, Any]]:
                 "params": sim.num_parameters,
                 "static": cls.is_static,
                 "flops_per_pair": sim.flops_per_pair(dim),
-                "score_bound": float(getattr(sim, "score_bound", float("inf"))),
+                "score_bound": float(sim.score_bound),
                 "doc": (cls.__doc__ or "").strip().splitlines()[0],
             }
         )

@@ -173,12 +173,46 @@ def _recording_init(init: Callable[..., None]) -> Callable[..., None]:
     return wrapped
 
 
+def _check_protocol(cls: type) -> None:
+    """The flags of a Similarity subclass agree with the hooks it writes (see :class:`Similarity`)."""
+    where = f"similarity class {cls.__qualname__}"
+    if cls.gallery_fold_is_unit:  # type: ignore[attr-defined]
+        if not (cls.is_static and cls.normalizes):  # type: ignore[attr-defined]
+            raise TypeError(f"{where}: gallery_fold_is_unit needs a static member that normalises its rows")
+        if cls._fold_gallery is not Similarity._fold_gallery:  # type: ignore[attr-defined]
+            raise TypeError(
+                f"{where}: gallery_fold_is_unit promises fold_gallery(y) == normalize(y), but the class "
+                "overrides _fold_gallery; set gallery_fold_is_unit = False"
+            )
+    if not cls.is_static:  # type: ignore[attr-defined]
+        missing = [h for h in ("_score_matrix", "_score_pairs") if getattr(cls, h) is getattr(Similarity, h)]
+        if missing:
+            raise TypeError(f"{where}: a pair-conditioned member (is_static = False) must write {', '.join(missing)}")
+
+
 class Similarity(nn.Module):
     """Base class of all similarities: ``sim(x (N, D), y (M, D)) -> (N, M)``.
 
     Dtype policy: float64 inputs are scored in float64; everything else (fp16, bf16,
     fp32) is scored in float32, so low-precision features never accumulate in low
     precision. Scores come back in that compute dtype.
+
+    The protocol a member implements (the public methods above do the checks, dtypes,
+    normalisation and chunking, then call these hooks on prepared rows):
+
+    * **static** members (``is_static = True``): ``_fold_query(x)`` and, unless it is the
+      identity, ``_fold_gallery(y)``; the score is their inner product.
+      ``gallery_fold_is_unit = True`` promises that ``fold_gallery(y) == normalize(y)``:
+      chunked scoring then streams the raw gallery, so such a member must not override
+      ``_fold_gallery`` (checked when the class is created).
+    * **pair-conditioned** members (``is_static = False``): ``_score_matrix(x, y)`` and
+      ``_score_pairs(x, y)`` (checked when the class is created), and ``static_part()``
+      when they have a foldable first stage.
+    * optional: ``score_bound`` (the largest ``|score|``, ``inf`` when unbounded; margin
+      losses and two-stage search read it), ``flops_per_pair``, ``_score_candidates`` (a
+      query against its own shortlist), ``constrain_()`` (projection after an optimizer
+      step, called by :func:`gssf.losses.constrain_parameters`), ``normalizes = False``
+      for members that score raw rows.
     """
 
     name: ClassVar[str] = ""
@@ -198,12 +232,15 @@ class Similarity(nn.Module):
     #: are skipped on their own. Without them a NaN row gives NaN scores instead of an error;
     #: normalisation takes the branch-free exact path, so finite rows score identically.
     validate: bool = True
+    #: The largest ``|score|`` any pair can get (members with bounded scores override it).
+    score_bound: float = float("inf")
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         init = cls.__dict__.get("__init__")
         if init is not None and not getattr(init, "_records_config", False):
             cls.__init__ = _recording_init(init)  # type: ignore[method-assign]
+        _check_protocol(cls)
 
     def config(self) -> Dict[str, Any]:
         """The constructor arguments this object was built with (what :meth:`save_pretrained` stores)."""
