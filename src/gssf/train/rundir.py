@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import List, Optional, Union
 
 from gssf.errors import RunDirError, RunLockedError
+from gssf.train.distributed import DistEnv, barrier, broadcast_object
 
-__all__ = ["LOCK_NAME", "RunDirLock", "check_run_dir", "run_dir_path"]
+__all__ = ["LOCK_NAME", "RunDirLock", "check_run_dir", "claim_run_dir", "run_dir_path"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -138,3 +139,31 @@ class RunDirLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def claim_run_dir(run_dir: PathLike, resume: bool, env: DistEnv) -> Optional[RunDirLock]:
+    """Check ``run_dir`` (see :mod:`gssf.train.rundir`) and lock it; every process raises the same error.
+
+    Only the main process checks and holds the lock (the others return ``None``). When a
+    lock file is already there its lock is taken first, so a live run is reported as
+    such; a folder without one is checked before anything is created in it.
+    """
+    error: Optional[BaseException] = None
+    lock: Optional[RunDirLock] = None
+    if env.is_main:
+        try:
+            path = run_dir_path(run_dir)
+            lock = RunDirLock(path)
+            if not lock.path.exists():
+                check_run_dir(path, resume)  # nothing is created in a folder that is refused
+            lock.acquire()
+            check_run_dir(path, resume)  # again under the lock: another process may have started
+        except (ValueError, OSError) as exc:
+            if lock is not None:
+                lock.release()
+            error = exc
+    error = broadcast_object(error)
+    if error is not None:
+        raise error
+    barrier()
+    return lock

@@ -1,0 +1,156 @@
+"""Cross-field checks of a training config: what the dataclass types cannot say.
+
+:meth:`gssf.train.config.TrainConfig.validate` calls :func:`validate_config`; every error is a
+``ValueError`` that names the config key.
+"""
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from typing import Any, Dict
+
+from gssf.train.config import SECTIONS, TrainConfig
+from gssf.train.config_io import check_choice
+
+__all__ = ["validate_config"]
+
+def validate_config(cfg: TrainConfig) -> None:
+    """Raise ``ValueError`` naming the key of the first constraint ``cfg`` breaks."""
+    d, m, s, lo, o, t, e = cfg.data, cfg.model, cfg.similarity, cfg.loss, cfg.optim, cfg.train, cfg.eval
+    # Choices are re-checked here too: a config may also be built in Python.
+    for section in SECTIONS:
+        obj = getattr(cfg, section)
+        for f in dataclasses.fields(obj):
+            check_choice(getattr(obj, f.name), f, f"{section}.{f.name}")
+    if d.dataset is None and d.features_file is None:
+        raise ValueError("set one of data.dataset or data.features_file")
+    if d.features_file is not None and "{split}" not in d.features_file:
+        raise ValueError(
+            f"data.features_file must contain '{{split}}' (e.g. feats/{{split}}.npz), got {d.features_file!r}"
+        )
+    positive = [
+        ("model.embed_dim", m.embed_dim),
+        ("model.hidden_dim", m.hidden_dim),
+        ("data.resolution", d.resolution),
+        ("train.epochs", t.epochs),
+        ("train.batch_size", t.batch_size),
+        ("train.log_every", t.log_every),
+        ("train.eval_every", t.eval_every),
+        ("train.pk_instances", t.pk_instances),
+        ("eval.chunk_size", e.chunk_size),
+        ("eval.batch_size", e.batch_size),
+        ("eval.max_rank", e.max_rank),
+        ("optim.step_epochs", o.step_epochs),
+    ]
+    for key, value in positive:
+        if value <= 0:
+            raise ValueError(f"config key {key!r} must be positive, got {value}")
+    non_negative = [
+        ("train.checkpoint_every", t.checkpoint_every),
+        ("train.num_threads", t.num_threads),
+        ("train.max_steps_per_epoch", t.max_steps_per_epoch),
+        ("optim.weight_decay", o.weight_decay),
+        ("optim.similarity_weight_decay", o.similarity_weight_decay),
+        ("optim.encoder_weight_decay", o.encoder_weight_decay),
+        ("optim.warmup_epochs", o.warmup_epochs),
+        ("optim.grad_clip", o.grad_clip),
+        ("loss.margin", lo.margin),
+        ("loss.hardest_after_epochs", lo.hardest_after_epochs),
+        ("model.dropout", m.dropout),
+    ]
+    for key, value in non_negative:
+        if value < 0:
+            raise ValueError(f"config key {key!r} must be >= 0, got {value}")
+    for key, value in (("optim.lr", o.lr), ("optim.similarity_lr", o.similarity_lr), ("optim.loss_lr", o.loss_lr)):
+        if value is not None and not value > 0:
+            raise ValueError(f"config key {key!r} must be positive, got {value}")
+    if len(o.betas) != 2:
+        raise ValueError(f"config key 'optim.betas' needs two numbers, got {o.betas}")
+    if m.num_layers < 2 and m.head == "mlp":
+        raise ValueError(f"config key 'model.num_layers' must be >= 2 for an mlp head, got {m.num_layers}")
+    if not 0.0 <= o.min_lr_ratio <= 1.0:
+        raise ValueError(f"config key 'optim.min_lr_ratio' must be in [0, 1], got {o.min_lr_ratio}")
+    if e.ks is not None and (not e.ks or any(k <= 0 for k in e.ks)):
+        raise ValueError(f"config key 'eval.ks' must be a non-empty list of positive integers, got {e.ks}")
+    if e.folds is not None and e.folds <= 0:
+        raise ValueError(f"config key 'eval.folds' must be positive or null, got {e.folds}")
+    if cfg.distill.teacher is not None:
+        if d.task != "image_text":
+            raise ValueError(f"config key 'distill.teacher' needs data.task image_text, got {d.task!r}")
+        if not cfg.distill.temperature > 0:
+            raise ValueError(f"config key 'distill.temperature' must be positive, got {cfg.distill.temperature}")
+        if cfg.distill.weight < 0:
+            raise ValueError(f"config key 'distill.weight' must be >= 0, got {cfg.distill.weight}")
+    if d.max_train_items < 0:
+        raise ValueError(f"config key 'data.max_train_items' must be >= 0, got {d.max_train_items}")
+    if d.max_train_items and d.task == "image_text":
+        raise ValueError("config key 'data.max_train_items' is for the uni-modal tasks (reid, retrieval)")
+    if d.task == "reid":
+        from gssf.train.data import reid_pair
+
+        for key, split in (("data.val_split", d.val_split), ("data.test_split", d.test_split)):
+            if split is not None:
+                try:
+                    reid_pair(split)
+                except ValueError as exc:
+                    raise ValueError(f"config key {key!r}: {exc}") from None
+    if e.rerank:
+        if d.task != "reid":
+            raise ValueError(f"config key 'eval.rerank' is for task reid, not {d.task!r}")
+        if e.rerank_k1 < 1:
+            raise ValueError(f"config key 'eval.rerank_k1' must be positive, got {e.rerank_k1}")
+        if not 1 <= e.rerank_k2 <= e.rerank_k1 + 1:
+            raise ValueError(f"config key 'eval.rerank_k2' must be in [1, rerank_k1 + 1], got {e.rerank_k2}")
+        if not 0.0 <= e.rerank_lambda <= 1.0:
+            raise ValueError(f"config key 'eval.rerank_lambda' must be in [0, 1], got {e.rerank_lambda}")
+    # Losses must match the task's input convention.
+    from gssf.losses import get_loss_class
+
+    kind = "cross_modal" if d.task == "image_text" else "unimodal"
+    names = lo.name.split("+")
+    for name in names:
+        cls = get_loss_class(name)
+        if cls.kind != kind:
+            from gssf.losses import list_losses
+
+            raise ValueError(
+                f"loss {name!r} is {cls.kind} but task {d.task!r} needs a {kind} loss; "
+                f"valid choices: {', '.join(list_losses(kind))}"
+            )
+    for key in lo.weights:
+        if key not in names:
+            raise ValueError(f"unknown key 'loss.weights.{key}'; valid keys: {', '.join(names)}")
+    if t.sampler == "pk" and d.task == "image_text":
+        raise ValueError("config key 'train.sampler': pk needs labels; use random for task image_text")
+    if m.finetune != "none" and d.features_file is not None:
+        raise ValueError("model.finetune needs raw images/text: set data.dataset instead of data.features_file")
+    if m.finetune in ("text", "both") and d.task != "image_text":
+        raise ValueError(f"model.finetune={m.finetune!r} needs captions: task {d.task!r} has none")
+    _validate_similarity_kwargs(s.name, s.kwargs, "similarity.kwargs")
+    if m.pool == "attention" and m.head == "pooled":
+        if m.attention_heads < 1 or m.embed_dim % m.attention_heads:
+            raise ValueError(
+                f"config key 'model.attention_heads': {m.attention_heads} does not divide model.embed_dim={m.embed_dim}"
+            )
+        if not m.attention_temperature > 0:
+            raise ValueError(f"config key 'model.attention_temperature' must be positive, got {m.attention_temperature}")
+        _validate_similarity_kwargs(m.attention_similarity, m.attention_kwargs, "model.attention_kwargs")
+    elif m.attention_kwargs:
+        raise ValueError("config key 'model.attention_kwargs' is for model.head=pooled with model.pool=attention")
+
+
+def _validate_similarity_kwargs(name: str, kwargs: Dict[str, Any], key_prefix: str) -> None:
+    """Every key of ``kwargs`` is a constructor argument of similarity ``name`` (dim excluded)."""
+    from gssf.similarity import get_similarity_class
+
+    cls = get_similarity_class(name)
+    params = inspect.signature(cls.__init__).parameters
+    valid = [p for p in params if p not in ("self", "dim")]
+    for key in kwargs:
+        if key == "dim":
+            raise ValueError(f"config key '{key_prefix}.dim' is set from model.embed_dim; remove it")
+        if key not in valid:
+            raise ValueError(
+                f"unknown config key '{key_prefix}.{key}' for similarity {name!r}; valid keys: "
+                f"{', '.join(valid) or '(none)'} (use --set {key_prefix}={{}} to clear inherited ones)"
+            )

@@ -1,0 +1,90 @@
+"""Tasks ``reid`` and ``retrieval``: images with identity or class labels (re-ID query/gallery, leave-one-out)."""
+from __future__ import annotations
+
+from typing import Any, Dict, List
+
+import torch
+from torch import Tensor, nn
+
+from gssf.models import SingleEncoder
+from gssf.train.data import reid_pair
+from gssf.train.distributed import all_gather_nograd, all_gather_with_grad
+from gssf.train.samplers import PKBatchSampler
+from gssf.train.tasks.base import Task
+
+__all__ = ["UniModalTask"]
+
+
+class UniModalTask(Task):
+    """Re-identification (``reid``) and fine-grained retrieval (``retrieval``)."""
+
+    @property
+    def default_metric(self) -> str:  # type: ignore[override]
+        return "mAP" if self.cfg.data.task == "reid" else "R@1"
+
+    def _train_labels(self) -> Tensor:
+        tr = self.train_split()
+        if tr.labels is None:
+            raise ValueError(f"split {self.cfg.data.train_split!r} has no labels")
+        if not hasattr(self, "_label_index"):
+            # Contiguous class indices 0..C-1 (identity cross-entropy needs them).
+            self._classes, self._label_index = torch.unique(tr.labels, return_inverse=True)
+        return self._label_index
+
+    def num_classes(self) -> int:
+        self._train_labels()
+        return int(self._classes.numel())
+
+    def input_dims(self) -> Dict[str, int]:
+        if "image" in self.finetune:
+            return {"image": int(self._encoder("image").dim)}
+        tr = self.train_split()
+        assert tr.image is not None
+        return {"image": int(tr.image.shape[1])}
+
+    def build_model(self, input_dims: Dict[str, int]) -> nn.Module:
+        return SingleEncoder(self._tower("image", input_dims["image"]), self.build_similarity())
+
+    def num_items(self) -> int:
+        return int(self._train_labels().shape[0])
+
+    def data_splits(self, split: str) -> List[str]:
+        return list(reid_pair(split)) if self.cfg.data.task == "reid" else [split]
+
+    def sampler(self) -> Any:
+        t = self.cfg.train
+        if t.sampler == "pk":
+            return PKBatchSampler(self._train_labels(), t.batch_size, instances=t.pk_instances, seed=t.seed)
+        return super().sampler()
+
+    def loss(self, model: nn.Module, criterion: nn.Module, idx: Tensor) -> Tensor:
+        tr = self.train_split()
+        labels = self._train_labels().index_select(0, idx)
+        with self._autocast():
+            emb = model.encode(self._inputs(tr, "image", idx))
+        emb = all_gather_with_grad(emb)
+        labels = all_gather_nograd(labels.to(self.device))
+        return criterion(emb, labels)
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, split: str, per_query: bool = False) -> Dict[str, Any]:
+        from gssf.evaluation import reid_metrics_from_embeddings, retrieval_metrics_from_embeddings
+
+        e = self.cfg.eval
+        if self.cfg.data.task == "retrieval":
+            data = self.split(split)
+            emb = self._embed(model.encode, data, "image", data.num_images)
+            return retrieval_metrics_from_embeddings(
+                emb, model.similarity, data.labels, ks=tuple(e.ks or (1, 2, 4, 8)), chunk_size=e.chunk_size,
+                per_query=per_query,
+            )
+        q_name, g_name = reid_pair(split)
+        q, g = self.split(q_name), self.split(g_name)
+        qe = self._embed(model.encode, q, "image", q.num_images)
+        ge = self._embed(model.encode, g, "image", g.num_images)
+        rerank = dict(k1=e.rerank_k1, k2=e.rerank_k2, lambda_value=e.rerank_lambda) if e.rerank else None
+        return reid_metrics_from_embeddings(
+            qe, ge, model.similarity, q.labels, g.labels, q.cams, g.cams,
+            chunk_size=e.chunk_size, max_rank=min(e.max_rank, g.num_images), ks=tuple(e.ks or (1, 5, 10)),
+            rerank=rerank, per_query=per_query,
+        )
