@@ -334,3 +334,18 @@ def test_id_ce_scores_proxies_with_the_static_part() -> None:
     assert sim.gate_diag.grad is None and sim.diagonal.theta.grad is not None
     with pytest.raises(ValueError, match="proxy_scores"):
         create_loss("id_ce", similarity=sim, num_classes=3, dim=8, proxy_scores="gates")
+
+
+def test_hinge_warm_up_is_the_losss_own_set_epoch_hook() -> None:
+    sim = gssf.create_similarity("cosine")
+    loss = BidirectionalHingeLoss(sim, max_violation=True, hardest_after_epochs=2)
+    seen = []
+    for epoch in range(4):
+        loss.set_epoch(epoch)
+        seen.append(loss.max_violation)
+    assert seen == [False, False, True, True]
+    plain = BidirectionalHingeLoss(sim, max_violation=False, hardest_after_epochs=2)
+    plain.set_epoch(5)
+    assert plain.max_violation is False  # the warm-up never turns the hardest negative on by itself
+    with pytest.raises(ValueError, match="hardest_after_epochs"):
+        BidirectionalHingeLoss(sim, hardest_after_epochs=-1)

@@ -10,7 +10,7 @@ so a loss never knows (or branches on) which similarity it trains. Two kinds exi
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, ClassVar, Dict, List, Type, TypeVar
+from typing import Any, Callable, ClassVar, List, Type, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -123,6 +123,9 @@ class SimilarityLoss(nn.Module):
 
     def constrain_(self) -> None:
         """Project the loss's own parameters back into their valid range (after an optimizer step)."""
+
+    def set_epoch(self, epoch: int) -> None:
+        """Per-epoch settings (0-based ``epoch``), called before each epoch; a no-op by default."""
 
 
 class PairLoss(SimilarityLoss):

@@ -52,6 +52,8 @@ class BidirectionalHingeLoss(PairLoss):
         max_violation: use only the hardest negative per positive pair (VSE++ "MH");
             otherwise sum over all negatives ("SH").
         reduction: ``"sum"`` (VSE++) or ``"mean"`` (divided by the number of positive pairs).
+        hardest_after_epochs: with ``max_violation``, sum over all negatives for this many
+            first epochs (a warm-up, :meth:`set_epoch`), then take the hardest.
 
     Shapes: ``x (N, D), y (M, D), x_ids (N,), y_ids (M,) -> ()``.
     """
@@ -59,7 +61,8 @@ class BidirectionalHingeLoss(PairLoss):
     kind = "cross_modal"
 
     def __init__(
-        self, similarity: Similarity, margin: float = 0.2, max_violation: bool = True, reduction: str = "sum"
+        self, similarity: Similarity, margin: float = 0.2, max_violation: bool = True, reduction: str = "sum",
+        hardest_after_epochs: int = 0,
     ) -> None:
         super().__init__(similarity)
         if reduction not in REDUCTIONS:
@@ -67,8 +70,16 @@ class BidirectionalHingeLoss(PairLoss):
         if not margin >= 0:
             raise ValueError(f"margin must be >= 0, got {margin}")
         self.margin = float(margin)
+        if not isinstance(hardest_after_epochs, int) or hardest_after_epochs < 0:
+            raise ValueError(f"hardest_after_epochs must be a non-negative integer, got {hardest_after_epochs!r}")
         self.max_violation = bool(max_violation)
+        self.hardest = bool(max_violation)  # what max_violation becomes after the warm-up
+        self.hardest_after_epochs = hardest_after_epochs
         self.reduction = reduction
+
+    def set_epoch(self, epoch: int) -> None:
+        """The hardest negative from epoch ``hardest_after_epochs`` on (when ``max_violation``)."""
+        self.max_violation = self.hardest and epoch >= self.hardest_after_epochs
 
     def from_scores(self, scores: Tensor, pos: Tensor) -> Tensor:
         """The loss of a precomputed ``(N, M)`` score matrix and its positive mask."""

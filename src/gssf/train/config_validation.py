@@ -75,57 +75,29 @@ def validate_config(cfg: TrainConfig) -> None:
     if e.folds is not None and e.folds <= 0:
         raise ValueError(f"config key 'eval.folds' must be positive or null, got {e.folds}")
     if cfg.distill.teacher is not None:
-        if d.task != "image_text":
-            raise ValueError(f"config key 'distill.teacher' needs data.task image_text, got {d.task!r}")
         if not cfg.distill.temperature > 0:
             raise ValueError(f"config key 'distill.temperature' must be positive, got {cfg.distill.temperature}")
         if cfg.distill.weight < 0:
             raise ValueError(f"config key 'distill.weight' must be >= 0, got {cfg.distill.weight}")
     if d.max_train_items < 0:
         raise ValueError(f"config key 'data.max_train_items' must be >= 0, got {d.max_train_items}")
-    if d.max_train_items and d.task == "image_text":
-        raise ValueError("config key 'data.max_train_items' is for the uni-modal tasks (reid, retrieval)")
-    if d.task == "reid":
-        from gssf.train.data import reid_pair
+    # What depends on the task (its data, loss kind, sampler, ...) is checked by the task class.
+    from gssf.train.tasks import TASKS
 
-        for key, split in (("data.val_split", d.val_split), ("data.test_split", d.test_split)):
-            if split is not None:
-                try:
-                    reid_pair(split)
-                except ValueError as exc:
-                    raise ValueError(f"config key {key!r}: {exc}") from None
+    TASKS.lookup(d.task).check_config(cfg)
     if e.rerank:
-        if d.task != "reid":
-            raise ValueError(f"config key 'eval.rerank' is for task reid, not {d.task!r}")
         if e.rerank_k1 < 1:
             raise ValueError(f"config key 'eval.rerank_k1' must be positive, got {e.rerank_k1}")
         if not 1 <= e.rerank_k2 <= e.rerank_k1 + 1:
             raise ValueError(f"config key 'eval.rerank_k2' must be in [1, rerank_k1 + 1], got {e.rerank_k2}")
         if not 0.0 <= e.rerank_lambda <= 1.0:
             raise ValueError(f"config key 'eval.rerank_lambda' must be in [0, 1], got {e.rerank_lambda}")
-    # Losses must match the task's input convention.
-    from gssf.losses import get_loss_class
-
-    kind = "cross_modal" if d.task == "image_text" else "unimodal"
     names = lo.name.split("+")
-    for name in names:
-        cls = get_loss_class(name)
-        if cls.kind != kind:
-            from gssf.losses import list_losses
-
-            raise ValueError(
-                f"loss {name!r} is {cls.kind} but task {d.task!r} needs a {kind} loss; "
-                f"valid choices: {', '.join(list_losses(kind))}"
-            )
     for key in lo.weights:
         if key not in names:
             raise ValueError(f"unknown key 'loss.weights.{key}'; valid keys: {', '.join(names)}")
-    if t.sampler == "pk" and d.task == "image_text":
-        raise ValueError("config key 'train.sampler': pk needs labels; use random for task image_text")
     if m.finetune != "none" and d.features_file is not None:
         raise ValueError("model.finetune needs raw images/text: set data.dataset instead of data.features_file")
-    if m.finetune in ("text", "both") and d.task != "image_text":
-        raise ValueError(f"model.finetune={m.finetune!r} needs captions: task {d.task!r} has none")
     _validate_similarity_kwargs(s.name, s.kwargs, "similarity.kwargs")
     if m.pool == "attention" and m.head == "pooled":
         if m.attention_heads < 1 or m.embed_dim % m.attention_heads:

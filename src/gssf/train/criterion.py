@@ -33,7 +33,8 @@ def build_criterion(cfg: TrainConfig, similarity: Similarity, num_classes: int =
     """The loss (or weighted sum of losses) named by ``cfg.loss``, scoring with ``similarity``."""
     lo = cfg.loss
     per_loss: Dict[str, Dict[str, Any]] = {
-        "hinge": dict(margin=lo.margin, max_violation=lo.max_violation, reduction=lo.reduction),
+        "hinge": dict(margin=lo.margin, max_violation=lo.max_violation, reduction=lo.reduction,
+                      hardest_after_epochs=lo.hardest_after_epochs),
         "infonce": dict(
             temperature=lo.temperature,
             learn_temperature=lo.learn_temperature,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -112,16 +112,18 @@ def _take(ds: Any, rows: Tensor) -> Any:
 
 
 def load_split(
-    cfg: TrainConfig, split: str, raw: bool = False, progress: bool = False, max_items: int = 0
+    cfg: TrainConfig, split: str, raw: bool = False, progress: bool = False, max_items: int = 0,
+    modalities: Sequence[str] = ("image",),
 ) -> SplitData:
     """Features (and, with ``raw``, the dataset itself) of ``split`` as described by ``cfg.data``.
 
+    ``modalities``: what the task reads (``("image", "text")`` for image-text tasks).
     ``max_items``: keep the fixed random subset :func:`subset_indices` of the split's items
     (uni-modal splits); only those are encoded.
     """
     d = cfg.data
     _check_root(cfg)
-    modalities = {"image", "text"} if d.task == "image_text" else {"image"}
+    modalities = set(modalities)
     finetuned = {"both": {"image", "text"}, "none": set()}.get(cfg.model.finetune, {cfg.model.finetune})
     dataset: Any = None
     if d.features_file is None and (raw or max_items):

@@ -25,20 +25,20 @@ from gssf.train.criterion import LossSum, build_criterion
 from gssf.train.data import SplitData, load_split, reid_pair, subset_indices
 from gssf.train.tasks.base import EncoderModule, Task
 from gssf.train.tasks.image_text import ImageTextTask
-from gssf.train.tasks.unimodal import UniModalTask
+from gssf.train.tasks.unimodal import ReidTask, RetrievalTask, UniModalTask
 from gssf.utils.registry import Registry
 
 __all__ = [
     "SplitData", "Task", "ImageTextTask", "UniModalTask", "make_task", "LossSum", "EncoderModule", "reid_pair",
-    "subset_indices", "TASKS", "build_criterion", "load_split",
+    "subset_indices", "TASKS", "build_criterion", "load_split", "ReidTask", "RetrievalTask",
 ]  # fmt: skip
 
 
 #: The task registry (:class:`gssf.utils.registry.Registry`): ``data.task`` -> task class.
 TASKS: Registry[type] = Registry("task")
-TASKS.register("image_text", ImageTextTask)
-TASKS.register("reid", UniModalTask)
-TASKS.register("retrieval", UniModalTask)
+for _kind, _cls in (("image_text", ImageTextTask), ("reid", ReidTask), ("retrieval", RetrievalTask)):
+    _cls.kind = _kind
+    TASKS.register(_kind, _cls)
 
 
 def make_task(cfg: TrainConfig, device: torch.device, progress: bool = False) -> Task:

@@ -2,12 +2,12 @@
 the encoder adapter for end-to-end fine-tuning (:class:`EncoderModule`)."""
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
 
-from gssf.losses import BidirectionalHingeLoss
+from gssf.losses import SimilarityLoss
 from gssf.models import EncoderTower, build_head
 from gssf.similarity import Similarity, create_similarity
 from gssf.train.config import TrainConfig
@@ -50,10 +50,43 @@ def _to_device(inputs: Any, device: torch.device) -> Any:
 
 
 class Task:
-    """Shared task logic; subclasses define items, the loss call and evaluation."""
+    """Shared task logic; subclasses define items, the loss call and evaluation.
 
+    A task class declares what it needs from a config: the input convention of its losses
+    (``loss_kind``), the modalities its splits carry, its default selection metric, and the
+    checks of the config keys that depend on it (:meth:`check_config`, called by
+    :meth:`gssf.train.TrainConfig.validate` through the task registry).
+    """
+
+    #: ``data.task`` of this class (set when it is registered).
+    kind = ""
+    #: The convention of the losses it trains with (:data:`gssf.losses.base.LOSS_KINDS`).
+    loss_kind = "unimodal"
+    #: What a split of this task holds.
+    modalities: Tuple[str, ...] = ("image",)
     default_metric = ""
     lower_is_better = ("medR", "meanR")
+
+    @classmethod
+    def check_config(cls, cfg: TrainConfig) -> None:
+        """Raise ``ValueError`` naming the key when ``cfg`` asks this task for what it cannot do."""
+        from gssf.losses import get_loss_class, list_losses
+
+        d, m, lo = cfg.data, cfg.model, cfg.loss
+        for name in lo.name.split("+"):
+            loss = get_loss_class(name)
+            if loss.kind != cls.loss_kind:
+                raise ValueError(
+                    f"loss {name!r} is {loss.kind} but task {d.task!r} needs a {cls.loss_kind} loss; "
+                    f"valid choices: {', '.join(list_losses(cls.loss_kind))}"
+                )
+        if m.finetune in ("text", "both") and "text" not in cls.modalities:
+            raise ValueError(f"model.finetune={m.finetune!r} needs captions: task {d.task!r} has none")
+        if cfg.eval.rerank and not cls.reranks:
+            raise ValueError(f"config key 'eval.rerank' is for task reid, not {d.task!r}")
+
+    #: Whether its evaluation offers k-reciprocal re-ranking (``eval.rerank``).
+    reranks = False
 
     def __init__(self, cfg: TrainConfig, device: torch.device, progress: bool = False) -> None:
         self.cfg = cfg
@@ -72,7 +105,8 @@ class Task:
 
     def split(self, name: str) -> SplitData:
         if name not in self._splits:
-            self._splits[name] = load_split(self.cfg, name, raw=bool(self.finetune), progress=self.progress)
+            self._splits[name] = load_split(self.cfg, name, raw=bool(self.finetune), progress=self.progress,
+                                            modalities=self.modalities)  # fmt: skip
         return self._splits[name]
 
     def train_split(self) -> SplitData:
@@ -82,7 +116,8 @@ class Task:
         key = f"{d.train_split}[subset {d.max_train_items}]"
         if key not in self._splits:
             self._splits[key] = load_split(
-                self.cfg, d.train_split, raw=bool(self.finetune), progress=self.progress, max_items=d.max_train_items
+                self.cfg, d.train_split, raw=bool(self.finetune), progress=self.progress, max_items=d.max_train_items,
+                modalities=self.modalities,
             )
         return self._splits[key]
 
@@ -158,11 +193,10 @@ class Task:
         return 0
 
     def set_epoch(self, criterion: nn.Module, epoch: int) -> None:
-        """Per-epoch loss settings (the hinge's hardest-negative warm-up)."""
-        lo = self.cfg.loss
+        """Before epoch ``epoch``: every loss of the criterion gets its ``set_epoch`` hook."""
         for m in criterion.modules():
-            if isinstance(m, BidirectionalHingeLoss):
-                m.max_violation = lo.max_violation and epoch >= lo.hardest_after_epochs
+            if isinstance(m, SimilarityLoss):
+                m.set_epoch(epoch)
 
     # ---- inputs
     def _inputs(self, data: SplitData, modality: str, idx: Tensor) -> Any:

@@ -8,6 +8,7 @@ from torch import Tensor, nn
 
 from gssf.models import DualEncoder
 from gssf.train.distributed import all_gather_nograd, all_gather_with_grad
+from gssf.train.config import TrainConfig
 from gssf.train.tasks.base import Task
 
 __all__ = ["ImageTextTask"]
@@ -54,7 +55,19 @@ def _covering_pairs(image_groups: Tensor, text_groups: Tensor, seed: int) -> Tup
 
 
 class ImageTextTask(Task):
+    """Image <-> caption retrieval (``image_text``): items are (image, caption) pairs (rsum)."""
+
     default_metric = "rsum"
+    loss_kind = "cross_modal"
+    modalities = ("image", "text")
+
+    @classmethod
+    def check_config(cls, cfg: TrainConfig) -> None:
+        super().check_config(cfg)
+        if cfg.data.max_train_items:
+            raise ValueError("config key 'data.max_train_items' is for the uni-modal tasks (reid, retrieval)")
+        if cfg.train.sampler == "pk":
+            raise ValueError("config key 'train.sampler': pk needs labels; use random for task image_text")
 
     def input_dims(self) -> Dict[str, int]:
         dims = {}

@@ -10,17 +10,23 @@ from gssf.models import SingleEncoder
 from gssf.train.data import reid_pair
 from gssf.train.distributed import all_gather_nograd, all_gather_with_grad
 from gssf.train.samplers import PKBatchSampler
+from gssf.train.config import TrainConfig
 from gssf.train.tasks.base import Task
 
-__all__ = ["UniModalTask"]
+__all__ = ["ReidTask", "RetrievalTask", "UniModalTask"]
 
 
 class UniModalTask(Task):
-    """Re-identification (``reid``) and fine-grained retrieval (``retrieval``)."""
+    """Images with labels: the shared part of re-identification and fine-grained retrieval."""
 
-    @property
-    def default_metric(self) -> str:  # type: ignore[override]
-        return "mAP" if self.cfg.data.task == "reid" else "R@1"
+    loss_kind = "unimodal"
+    modalities = ("image",)
+
+    @classmethod
+    def check_config(cls, cfg: TrainConfig) -> None:
+        super().check_config(cfg)
+        if cfg.distill.teacher is not None:
+            raise ValueError(f"config key 'distill.teacher' needs data.task image_text, got {cfg.data.task!r}")
 
     def _train_labels(self) -> Tensor:
         tr = self.train_split()
@@ -48,8 +54,6 @@ class UniModalTask(Task):
     def num_items(self) -> int:
         return int(self._train_labels().shape[0])
 
-    def data_splits(self, split: str) -> List[str]:
-        return list(reid_pair(split)) if self.cfg.data.task == "reid" else [split]
 
     def sampler(self) -> Any:
         t = self.cfg.train
@@ -66,18 +70,50 @@ class UniModalTask(Task):
         labels = all_gather_nograd(labels.to(self.device))
         return criterion(emb, labels)
 
+
+class RetrievalTask(UniModalTask):
+    """Fine-grained retrieval (``retrieval``): leave-one-out over a split's items (R@1)."""
+
+    default_metric = "R@1"
+
     @torch.no_grad()
     def evaluate(self, model: nn.Module, split: str, per_query: bool = False) -> Dict[str, Any]:
-        from gssf.evaluation import reid_metrics_from_embeddings, retrieval_metrics_from_embeddings
+        from gssf.evaluation import retrieval_metrics_from_embeddings
 
         e = self.cfg.eval
-        if self.cfg.data.task == "retrieval":
-            data = self.split(split)
-            emb = self._embed(model.encode, data, "image", data.num_images)
-            return retrieval_metrics_from_embeddings(
-                emb, model.similarity, data.labels, ks=tuple(e.ks or (1, 2, 4, 8)), chunk_size=e.chunk_size,
-                per_query=per_query,
-            )
+        data = self.split(split)
+        emb = self._embed(model.encode, data, "image", data.num_images)
+        return retrieval_metrics_from_embeddings(
+            emb, model.similarity, data.labels, ks=tuple(e.ks or (1, 2, 4, 8)), chunk_size=e.chunk_size,
+            per_query=per_query,
+        )
+
+
+class ReidTask(UniModalTask):
+    """Re-identification (``reid``): split ``S`` is the pair ``S-query`` / ``S-gallery`` (mAP)."""
+
+    default_metric = "mAP"
+    reranks = True
+
+    @classmethod
+    def check_config(cls, cfg: TrainConfig) -> None:
+        super().check_config(cfg)
+        d = cfg.data
+        for key, split in (("data.val_split", d.val_split), ("data.test_split", d.test_split)):
+            if split is not None:
+                try:
+                    reid_pair(split)
+                except ValueError as exc:
+                    raise ValueError(f"config key {key!r}: {exc}") from None
+
+    def data_splits(self, split: str) -> List[str]:
+        return list(reid_pair(split))
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, split: str, per_query: bool = False) -> Dict[str, Any]:
+        from gssf.evaluation import reid_metrics_from_embeddings
+
+        e = self.cfg.eval
         q_name, g_name = reid_pair(split)
         q, g = self.split(q_name), self.split(g_name)
         qe = self._embed(model.encode, q, "image", q.num_images)
