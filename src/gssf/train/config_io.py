@@ -13,7 +13,7 @@ import typing
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
-from gssf.train.config import PRESET_DIR_ENV, SECTIONS, TrainConfig
+from gssf.train.config_schema import PRESET_DIR_ENV, SECTIONS, TrainConfig
 
 __all__ = [
     "apply_overrides",

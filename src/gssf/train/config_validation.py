@@ -9,11 +9,12 @@ import dataclasses
 import inspect
 from typing import Any, Dict
 
-from gssf.train.config import SECTIONS, TrainConfig
 from gssf.train.config_io import check_choice
+from gssf.train.config_schema import SECTIONS, TrainConfig, register_validator
 
 __all__ = ["validate_config"]
 
+@register_validator
 def validate_config(cfg: TrainConfig) -> None:
     """Raise ``ValueError`` naming the key of the first constraint ``cfg`` breaks."""
     d, m, s, lo, o, t, e = cfg.data, cfg.model, cfg.similarity, cfg.loss, cfg.optim, cfg.train, cfg.eval

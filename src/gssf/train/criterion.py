@@ -7,7 +7,7 @@ from torch import Tensor, nn
 
 from gssf.losses import create_loss
 from gssf.similarity import Similarity
-from gssf.train.config import TrainConfig
+from gssf.train.config_schema import TrainConfig
 
 __all__ = ["LossSum", "build_criterion"]
 

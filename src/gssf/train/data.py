@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from gssf.train.config import TrainConfig
+from gssf.train.config_schema import TrainConfig
 
 __all__ = ["SplitData", "load_split", "reid_pair", "subset_indices"]
 

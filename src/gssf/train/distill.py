@@ -24,7 +24,7 @@ from gssf.nn.distillation import SimilarityDistillationLoss
 from gssf.similarity.base import Similarity
 
 if TYPE_CHECKING:  # pragma: no cover
-    from gssf.train.config import DistillConfig
+    from gssf.train.config_schema import DistillConfig
     from gssf.train.tasks import Task
 
 __all__ = ["Teacher", "load_teacher"]
@@ -55,7 +55,7 @@ def load_teacher(distill: "DistillConfig", student: "Task", similarity: Similari
     or when its training items differ from the student's (counts or caption -> image map).
     """
     from gssf.train.checkpoint import checkpoint_record
-    from gssf.train.trainer import load_model
+    from gssf.train.loading import load_model
 
     assert distill.teacher is not None
     model, task, meta = load_model(distill.teacher, device=student.device)

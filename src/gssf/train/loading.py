@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from gssf.train.checkpoint import check_compatible, load_checkpoint_meta, load_checkpoint_tensors
-from gssf.train.config import config_from_dict
+from gssf.train.config_io import config_from_dict
 from gssf.train.distributed import resolve_device
 from gssf.train.state import _jsonable, _split_tensors, describe_model
 from gssf.train.tasks import Task, make_task

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from gssf.errors import TrainingDivergedError
 from gssf.losses import constrain_parameters
 from gssf.train.checkpoint import checkpoint_exists, load_checkpoint_meta
-from gssf.train.config import TrainConfig
+from gssf.train.config_schema import TrainConfig
 from gssf.train.distributed import average_gradients, broadcast_object, shard_bounds
 from gssf.train.logs import _bar, _epoch_line, _structure_scalars
 from gssf.train.optim import similarity_parameters

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from gssf.similarity.base import Similarity
-from gssf.train.config import OptimConfig
+from gssf.train.config_schema import OptimConfig
 from gssf.train.tasks import EncoderModule
 
 __all__ = ["build_optimizer", "build_param_groups", "build_scheduler", "similarity_parameters"]

@@ -7,7 +7,7 @@ from typing import Any, Dict, Mapping, Tuple
 
 from torch import Tensor, nn
 
-from gssf.train.config import TrainConfig
+from gssf.train.config_schema import TrainConfig
 
 __all__ = ["describe_model"]
 

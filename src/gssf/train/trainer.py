@@ -36,7 +36,8 @@ from gssf.train.checkpoint import (
     load_training_state,
     save_checkpoint,
 )
-from gssf.train.config import LoopConfig, TrainConfig, config_to_dict, save_config
+from gssf.train.config_io import config_to_dict, save_config
+from gssf.train.config_schema import LoopConfig, TrainConfig
 from gssf.train.distributed import DistEnv, barrier, cleanup_distributed, init_distributed
 from gssf.train.loading import evaluate_checkpoint, load_model
 from gssf.train.logs import _Board, _JsonlLog, _stderr_line

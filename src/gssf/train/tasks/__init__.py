@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import torch
 
-from gssf.train.config import TrainConfig
+from gssf.train.config_schema import TrainConfig
 from gssf.train.criterion import LossSum, build_criterion
 from gssf.train.data import SplitData, load_split, reid_pair, subset_indices
 from gssf.train.tasks.base import EncoderModule, Task

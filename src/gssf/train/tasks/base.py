@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from gssf.losses import SimilarityLoss
 from gssf.models import EncoderTower, build_head
 from gssf.similarity import Similarity, create_similarity
-from gssf.train.config import TrainConfig
+from gssf.train.config_schema import TrainConfig
 from gssf.train.data import SplitData, load_split
 from gssf.train.samplers import RandomBatchSampler
 

@@ -7,8 +7,8 @@ import torch
 from torch import Tensor, nn
 
 from gssf.models import DualEncoder
+from gssf.train.config_schema import TrainConfig
 from gssf.train.distributed import all_gather_nograd, all_gather_with_grad
-from gssf.train.config import TrainConfig
 from gssf.train.tasks.base import Task
 
 __all__ = ["ImageTextTask"]

@@ -7,10 +7,10 @@ import torch
 from torch import Tensor, nn
 
 from gssf.models import SingleEncoder
+from gssf.train.config_schema import TrainConfig
 from gssf.train.data import reid_pair
 from gssf.train.distributed import all_gather_nograd, all_gather_with_grad
 from gssf.train.samplers import PKBatchSampler
-from gssf.train.config import TrainConfig
 from gssf.train.tasks.base import Task
 
 __all__ = ["ReidTask", "RetrievalTask", "UniModalTask"]
