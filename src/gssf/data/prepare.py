@@ -402,7 +402,7 @@ def _external(spec: str) -> Callable[..., Dict[str, Any]]:
     """A prepare step that lives in its dataset's module (``"module:function"``, imported on use)."""
 
     def run(*args: Any, **kw: Any) -> Dict[str, Any]:
-        from gssf.data.registry import _resolve
+        from gssf.utils.registry import import_object as _resolve
 
         return _resolve(spec)(*args, **kw)
 

@@ -5,13 +5,12 @@ nothing heavy; the loader module is imported on first use.
 """
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, List, Optional, Tuple, Union
 
 from gssf.data.home import PathLike, dataset_dir
-from gssf.utils.registry import Registry
+from gssf.utils.registry import Registry, import_object
 
 if TYPE_CHECKING:
     from gssf.data.base import CrossModalDataset, UniModalDataset
@@ -75,9 +74,7 @@ def list_datasets() -> List[DatasetInfo]:
     return sorted(DATASETS.values(), key=lambda i: (not i.embedded, i.name))
 
 
-def _resolve(spec: str) -> Callable[..., Any]:
-    module, func = spec.split(":")
-    return getattr(importlib.import_module(module), func)
+_resolve = import_object  # loaders are named "module:function"
 
 
 def resolve_root(info: DatasetInfo, root: Optional[PathLike], home: Optional[PathLike] = None) -> Path:

@@ -24,13 +24,12 @@ import functools
 import inspect
 import math
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Dict, Iterator, List, Optional, Tuple, Type, TypeVar, Union
+from typing import Any, Callable, ClassVar, Dict, Iterator, Optional, Tuple, Union
 
 import torch
 from torch import Tensor, nn
 
 from gssf.errors import BadTensorError, GssfError, ScoreOverflowError, TensorTypeError
-from gssf.utils.registry import Registry
 
 __all__ = [
     "SIMILARITIES",
@@ -42,39 +41,14 @@ __all__ = [
     "list_similarities",
 ]
 
-#: The similarity registry (:class:`gssf.utils.registry.Registry`): name -> class.
-SIMILARITIES: Registry[Type["Similarity"]] = Registry("similarity")
-_REGISTRY = SIMILARITIES  # the name the first release used
-S = TypeVar("S", bound=Type["Similarity"])
-
-
-def register_similarity(name: str) -> Callable[[S], S]:
-    """Class decorator adding a :class:`Similarity` subclass to the registry under ``name``."""
-
-    def decorator(cls: S) -> S:
-        SIMILARITIES.register(name, cls)
-        cls.name = name
-        return cls
-
-    return decorator
-
-
-def list_similarities() -> List[str]:
-    """Names of every registered similarity, sorted."""
-    return SIMILARITIES.list()
-
-
-def get_similarity_class(name: str) -> Type["Similarity"]:
-    """The class registered as ``name``; a clear error lists the valid names."""
-    return SIMILARITIES.lookup(name)
-
-
-def create_similarity(name: str, dim: Optional[int] = None, **kwargs: Any) -> "Similarity":
-    """Build a registered similarity, e.g. ``create_similarity("gssf", dim=512, num_blocks=16)``.
-
-    Learnable members need ``dim``; parameter-free ones accept it to check inputs.
-    """
-    return SIMILARITIES.create(name, dim=dim, **kwargs)
+# The registry lives in its own module (imported by the pretrained format without this one).
+from gssf.similarity.registry import (  # noqa: E402
+    SIMILARITIES,
+    create_similarity,
+    get_similarity_class,
+    list_similarities,
+    register_similarity,
+)
 
 
 def _finite_rows(t: Tensor, rows: int = 4096) -> Tensor:

@@ -59,9 +59,9 @@ def save_similarity(similarity: Any, directory: Union[str, Path]) -> Path:
 
     st = require("safetensors.torch", "train", "Similarity.save_pretrained")
     name = getattr(type(similarity), "name", "")
-    from gssf.similarity.base import _REGISTRY
+    from gssf.similarity.registry import SIMILARITIES
 
-    if not name or _REGISTRY.get(name) is not type(similarity):
+    if not name or SIMILARITIES.get(name) is not type(similarity):
         raise GssfError(f"cannot save a {type(similarity).__name__}: it is not a registered similarity")
     kwargs = {k: _jsonable(v, k) for k, v in similarity.config().items()}
     out = Path(directory)
@@ -97,7 +97,7 @@ def load_similarity(directory: Union[str, Path], map_location: str = "cpu") -> A
     """
     import torch
 
-    from gssf.similarity.base import create_similarity
+    from gssf.similarity.registry import create_similarity
     from gssf.utils.optional import require
 
     st = require("safetensors.torch", "train", "gssf.load_similarity")

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, Generic, List, Optional, TypeVar
 
-__all__ = ["Registry"]
+__all__ = ["Registry", "import_object"]
 
 T = TypeVar("T")
 
@@ -92,3 +92,13 @@ class Registry(Dict[str, T], Generic[T]):
 
 def _describe(entry: Any) -> str:
     return getattr(entry, "__qualname__", None) or type(entry).__name__
+
+
+def import_object(spec: str) -> Any:
+    """The object named by ``"package.module:name"`` (the module imported on first use)."""
+    import importlib
+
+    module, _, name = spec.partition(":")
+    if not module or not name:
+        raise ValueError(f"expected 'module:name', got {spec!r}")
+    return getattr(importlib.import_module(module), name)
