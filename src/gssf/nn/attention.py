@@ -14,7 +14,6 @@ pair of a batch element with the member itself.
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Dict, Optional
 
 import torch
@@ -22,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gssf.similarity.base import Similarity, create_similarity
+from gssf.similarity.terms import ClampedTemperatureMixin
 
 __all__ = ["MultiHeadSimilarityAttention", "SimilarityAttention", "batched_scores"]
 
@@ -42,7 +42,7 @@ def batched_scores(similarity: Similarity, q: Tensor, k: Tensor) -> Tensor:
     return torch.stack([similarity(q[i], k[i]) for i in range(b)])
 
 
-class SimilarityAttention(nn.Module):
+class SimilarityAttention(ClampedTemperatureMixin, nn.Module):
     """Single-head attention with similarity logits.
 
     Args:
@@ -64,15 +64,8 @@ class SimilarityAttention(nn.Module):
         max_temperature: float = 10.0,
     ) -> None:
         super().__init__()
-        if not 0 < min_temperature <= temperature <= max_temperature:
-            raise ValueError(
-                f"need 0 < min_temperature <= temperature <= max_temperature, got "
-                f"{min_temperature}, {temperature}, {max_temperature}"
-            )
+        self._init_temperature(temperature, min_temperature, max_temperature, learn=learn_temperature)
         self.similarity = similarity
-        self.log_min, self.log_max = math.log(min_temperature), math.log(max_temperature)
-        log_t = torch.tensor(math.log(temperature))
-        self.log_temperature = nn.Parameter(log_t) if learn_temperature else nn.Parameter(log_t, requires_grad=False)
         self.q_proj: nn.Module = nn.Identity()
         self.k_proj: nn.Module = nn.Identity()
         if project:
@@ -82,10 +75,6 @@ class SimilarityAttention(nn.Module):
             for lin in (self.q_proj, self.k_proj):
                 nn.init.eye_(lin.weight)
                 nn.init.zeros_(lin.bias)
-
-    @property
-    def temperature(self) -> Tensor:
-        return self.log_temperature.clamp(self.log_min, self.log_max).exp()
 
     def attention_weights(self, q: Tensor, k: Tensor, mask: Optional[Tensor] = None) -> Tensor:
         """Weights ``(B, Lq, Lk)``; ``mask (B, Lq, Lk)`` or ``(B, Lk)`` marks keys to attend with True."""
@@ -119,7 +108,7 @@ def _key_mask(mask: Optional[Tensor], b: int, lq: int, lk: int) -> Optional[Tens
     return mask.expand(b, lq, lk).unsqueeze(1)
 
 
-class MultiHeadSimilarityAttention(nn.Module):
+class MultiHeadSimilarityAttention(ClampedTemperatureMixin, nn.Module):
     """Multi-head attention whose logits are similarity scores: ``softmax(s_h(q_h, k_h) / tau) v_h`` per head.
 
     ``q (B, Lq, D)``, ``k (B, Lk, D)`` and ``v (B, Lk, Dv)`` are split into ``heads`` slices of
@@ -154,20 +143,10 @@ class MultiHeadSimilarityAttention(nn.Module):
         super().__init__()
         if not isinstance(heads, int) or heads <= 0 or not isinstance(dim, int) or dim <= 0 or dim % heads:
             raise ValueError(f"dim must be a positive multiple of heads, got dim={dim!r}, heads={heads!r}")
-        if not 0 < min_temperature <= temperature <= max_temperature:
-            raise ValueError(
-                f"need 0 < min_temperature <= temperature <= max_temperature, got "
-                f"{min_temperature}, {temperature}, {max_temperature}"
-            )
+        self._init_temperature(temperature, min_temperature, max_temperature, learn=learn_temperature)
         self.dim, self.heads, self.head_dim = dim, heads, dim // heads
         kwargs = dict(similarity_kwargs or {})
         self.kernels = nn.ModuleList(create_similarity(similarity, dim=self.head_dim, **kwargs) for _ in range(heads))
-        self.log_min, self.log_max = math.log(min_temperature), math.log(max_temperature)
-        self.log_temperature = nn.Parameter(torch.tensor(math.log(temperature)), requires_grad=learn_temperature)
-
-    @property
-    def temperature(self) -> Tensor:
-        return self.log_temperature.clamp(self.log_min, self.log_max).exp()
 
     @property
     def is_static(self) -> bool:

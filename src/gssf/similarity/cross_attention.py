@@ -19,14 +19,14 @@ attention weights, in tiles bounded by ``pair_budget`` scalars. Scores lie in ``
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Dict, Optional, Tuple
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from gssf.errors import BadTensorError
 from gssf.similarity.base import Similarity, create_similarity, register_similarity
+from gssf.similarity.terms import ClampedTemperatureMixin
 
 __all__ = ["CrossAttentionSimilarity", "SetMeanCosineSimilarity"]
 
@@ -38,16 +38,31 @@ def _set_rows(t: Tensor, element_dim: int) -> Tuple[Tensor, Tensor]:
     return sets, valid | ~valid.any(dim=1, keepdim=True)  # an all-padding set keeps its elements
 
 
-def _check_sets(t: Tensor, what: str, element_dim: int, name: str) -> None:
-    if t.shape[1] % element_dim:
-        raise BadTensorError(
-            f"{what} has {t.shape[1]} features, not a whole number of elements of size {element_dim} "
-            f"({name} scores flattened sets)"
-        )
+class _SetRows:
+    """Input checks of members whose rows are flattened sets of ``element_dim``-sized elements
+    (``x`` and ``y`` may hold sets of different sizes); their scores are bounded by construction."""
+
+    element_dim: int
+
+    def _validate(self, t: Tensor, what: str) -> None:
+        super()._validate(t, what)  # type: ignore[misc]
+        if t.shape[1] % self.element_dim:
+            raise BadTensorError(
+                f"{what} has {t.shape[1]} features, not a whole number of elements of size {self.element_dim} "
+                f"({self.name} scores flattened sets)"  # type: ignore[attr-defined]
+            )
+
+    def _check_pair(self, x: Tensor, y: Tensor, xname: str, yname: str) -> torch.dtype:
+        self._validate(x, xname)
+        self._validate(y, yname)
+        return self._compute_dtype(x, y)  # type: ignore[attr-defined]
+
+    def _may_overflow(self, x: Tensor, y: Tensor, dtype: torch.dtype) -> bool:
+        return False
 
 
 @register_similarity("set_cosine")
-class SetMeanCosineSimilarity(Similarity):
+class SetMeanCosineSimilarity(_SetRows, Similarity):
     """Cosine of the mean elements of two flattened sets (padding excluded): static, no parameters.
 
     The first-stage scorer of ``cross_attention`` (its :meth:`~Similarity.static_part`): the
@@ -63,18 +78,6 @@ class SetMeanCosineSimilarity(Similarity):
         assert dim is not None
         self.element_dim = dim
         self.dim = None  # rows are sets of elements of size element_dim
-
-    def _validate(self, t: Tensor, what: str) -> None:
-        super()._validate(t, what)
-        _check_sets(t, what, self.element_dim, self.name)
-
-    def _check_pair(self, x: Tensor, y: Tensor, xname: str, yname: str) -> torch.dtype:
-        self._validate(x, xname)
-        self._validate(y, yname)
-        return self._compute_dtype(x, y)
-
-    def _may_overflow(self, x: Tensor, y: Tensor, dtype: torch.dtype) -> bool:
-        return False
 
     def _fold_query(self, x: Tensor) -> Tensor:
         sets, valid = _set_rows(x, self.element_dim)
@@ -93,7 +96,7 @@ class SetMeanCosineSimilarity(Similarity):
 
 
 @register_similarity("cross_attention")
-class CrossAttentionSimilarity(Similarity):
+class CrossAttentionSimilarity(_SetRows, ClampedTemperatureMixin, Similarity):
     """Words-over-regions cross-attention score of two sets (see the module docstring).
 
     Args:
@@ -127,22 +130,12 @@ class CrossAttentionSimilarity(Similarity):
         self.dim = None
         if kernel == self.name:
             raise ValueError("the kernel of cross_attention cannot be cross_attention")
-        if not 0 < min_temperature <= temperature <= max_temperature:
-            raise ValueError(
-                f"need 0 < min_temperature <= temperature <= max_temperature, got "
-                f"{min_temperature}, {temperature}, {max_temperature}"
-            )
         if not isinstance(pair_budget, int) or pair_budget < 1:
             raise ValueError(f"pair_budget must be a positive integer, got {pair_budget!r}")
         self.element_dim = dim
         self.kernel = create_similarity(kernel, dim=dim, **dict(kernel_kwargs or {}))
-        self.log_min, self.log_max = math.log(min_temperature), math.log(max_temperature)
-        self.log_temperature = nn.Parameter(torch.tensor(math.log(temperature)))
+        self._init_temperature(temperature, min_temperature, max_temperature)
         self.pair_budget = pair_budget
-
-    @property
-    def temperature(self) -> Tensor:
-        return self.log_temperature.clamp(self.log_min, self.log_max).exp()
 
     @property
     def score_bound(self) -> float:
@@ -163,18 +156,6 @@ class CrossAttentionSimilarity(Similarity):
         return f"element_dim={self.element_dim}, kernel={self.kernel.name}, pair_budget={self.pair_budget}"
 
     # ------------------------------------------------------------------ input checks
-    def _validate(self, t: Tensor, what: str) -> None:
-        super()._validate(t, what)
-        _check_sets(t, what, self.element_dim, self.name)
-
-    def _check_pair(self, x: Tensor, y: Tensor, xname: str, yname: str) -> torch.dtype:
-        self._validate(x, xname)
-        self._validate(y, yname)
-        return self._compute_dtype(x, y)
-
-    def _may_overflow(self, x: Tensor, y: Tensor, dtype: torch.dtype) -> bool:
-        return False  # a mean of cosines
-
     # ------------------------------------------------------------------ scoring
     def _sets(self, t: Tensor) -> Tuple[Tensor, Tensor]:
         """``(N, n, d)`` elements and ``(N, n)`` validity, trimmed to the longest set."""

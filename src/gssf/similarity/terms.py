@@ -340,3 +340,27 @@ class BlockTerm(nn.Module):
             f"parameterization={self.parameterization!r}, bound={self.bound}, scale={self.scale!r}, "
             f"permuted={self.permutation is not None}"
         )
+
+
+class ClampedTemperatureMixin:
+    """A softmax temperature for :class:`torch.nn.Module` subclasses, stored as a log (parameter
+    ``log_temperature``) and clamped to ``[min_temperature, max_temperature]`` when read."""
+
+    log_temperature: nn.Parameter
+
+    def _init_temperature(
+        self, temperature: float, min_temperature: float, max_temperature: float, learn: bool = True
+    ) -> None:
+        if not 0 < min_temperature <= temperature <= max_temperature:
+            raise ValueError(
+                f"need 0 < min_temperature <= temperature <= max_temperature, got "
+                f"{min_temperature}, {temperature}, {max_temperature}"
+            )
+        self.log_min, self.log_max = math.log(min_temperature), math.log(max_temperature)
+        self.log_temperature = nn.Parameter(torch.tensor(math.log(temperature)), requires_grad=learn)
+
+    @property
+    def temperature(self) -> Tensor:
+        """The effective (clamped) temperature."""
+        return self.log_temperature.clamp(self.log_min, self.log_max).exp()
+
