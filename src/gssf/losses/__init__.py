@@ -7,6 +7,7 @@ hinge     cross_modal  VSE++ bidirectional hinge (sum or hardest negative)
 infonce   cross_modal  symmetric InfoNCE, learnable clamped log-temperature
 triplet   unimodal     batch-hard triplet (hinge or soft margin)
 id_ce     unimodal     identity cross-entropy against learnable proxies
+pml       unimodal     any pytorch-metric-learning loss, scored by the similarity
 ========  ===========  ========================================================
 
 Positives are given by ids: in a cross-modal batch, two captions of one image share the
@@ -24,6 +25,7 @@ from gssf.losses.base import (
     positive_mask,
     register_loss,
 )
+from gssf.losses.adapter import PMLLoss
 from gssf.losses.hinge import BidirectionalHingeLoss
 from gssf.losses.identity import IdentityCrossEntropyLoss
 from gssf.losses.infonce import InfoNCELoss
@@ -40,6 +42,7 @@ __all__ = [
     "positive_mask",
     "constrain_parameters",
     "BidirectionalHingeLoss",
+    "PMLLoss",
     "InfoNCELoss",
     "BatchHardTripletLoss",
     "IdentityCrossEntropyLoss",

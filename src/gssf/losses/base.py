@@ -40,8 +40,11 @@ def _checked_constructor(cls: Type["SimilarityLoss"]) -> Callable[..., "Similari
     """``cls`` called with ``similarity=`` and keyword arguments checked against its signature."""
 
     def make(similarity: Similarity, **kwargs: Any) -> "SimilarityLoss":
-        accepted = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "similarity")]
+        params = inspect.signature(cls.__init__).parameters
+        accepted = [p for p in params if p not in ("self", "similarity")]
         unknown = sorted(set(kwargs) - set(accepted))
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            unknown = []  # a loss taking **kwargs checks them itself (the pml adapter)
         if unknown:
             raise ValueError(f"loss {cls.name!r} got unknown argument(s) {unknown}; valid arguments: {accepted}")
         return cls(similarity=similarity, **kwargs)

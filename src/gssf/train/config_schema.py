@@ -32,6 +32,7 @@ __all__ = [
     "SECTIONS",
     "PRESET_DIR_ENV",
     "register_validator",
+    "loss_names",
 ]
 
 #: Task types: cross-modal retrieval, person re-identification, fine-grained retrieval.
@@ -153,6 +154,11 @@ class LossConfig:
 
     name: str = _f("hinge", "loss (or losses joined by '+'): hinge, infonce, triplet, id_ce", _loss_names)
     weights: Dict[str, float] = _f({}, "weight per loss name when several are joined (default 1)")
+    terms: List[Dict[str, Any]] = _f(
+        [], "the losses as a list of {name, weight, kwargs} (kwargs checked against the loss's signature); when "
+        "set it replaces name, weights and the per-loss keys below; name pml takes a pytorch-metric-learning "
+        "loss, e.g. {name: pml, kwargs: {loss: MultiSimilarityLoss}}",
+    )
     margin: float = _f(0.2, "hinge/triplet margin")
     max_violation: bool = _f(True, "hinge: hardest negative per positive (VSE++ MH) instead of the sum")
     reduction: str = _f("sum", "hinge: sum (VSE++) or mean over positive pairs", ("sum", "mean"))
@@ -164,6 +170,11 @@ class LossConfig:
     max_temperature: float = _f(1.0, "infonce: upper clamp of the temperature")
     id_temperature: float = _f(1.0 / 16, "id_ce: fixed logit temperature")
     label_smoothing: float = _f(0.0, "id_ce: label smoothing")
+
+
+def loss_names(lo: "LossConfig") -> List[str]:
+    """The names of the losses of a config: of ``loss.terms`` when set, else ``loss.name`` split at '+'."""
+    return [str(t.get("name")) for t in lo.terms] if lo.terms else lo.name.split("+")
 
 
 @dataclass

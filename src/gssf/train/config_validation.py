@@ -82,6 +82,10 @@ def validate_config(cfg: TrainConfig) -> None:
             raise ValueError(f"config key 'distill.weight' must be >= 0, got {cfg.distill.weight}")
     if d.max_train_items < 0:
         raise ValueError(f"config key 'data.max_train_items' must be >= 0, got {d.max_train_items}")
+    if lo.terms:
+        _validate_loss_terms(lo.terms)
+        if lo.weights:
+            raise ValueError("config key 'loss.weights' is for loss.name; with loss.terms give each term its weight")
     # What depends on the task (its data, loss kind, sampler, ...) is checked by the task class.
     from gssf.train.tasks import TASKS
 
@@ -127,3 +131,37 @@ def _validate_similarity_kwargs(name: str, kwargs: Dict[str, Any], key_prefix: s
                 f"unknown config key '{key_prefix}.{key}' for similarity {name!r}; valid keys: "
                 f"{', '.join(valid) or '(none)'} (use --set {key_prefix}={{}} to clear inherited ones)"
             )
+
+
+def _validate_loss_terms(terms: Any) -> None:
+    """``loss.terms``: a list of {name, weight, kwargs}, names registered, kwargs in each signature."""
+    from gssf.losses import get_loss_class, list_losses
+
+    for i, term in enumerate(terms):
+        key = f"loss.terms[{i}]"
+        if not isinstance(term, dict):
+            raise ValueError(f"config key {key!r} must be a mapping {{name, weight, kwargs}}, got {term!r}")
+        unknown = sorted(set(term) - {"name", "weight", "kwargs"})
+        if unknown:
+            raise ValueError(f"unknown config key(s) {unknown} in {key!r}; valid keys: name, weight, kwargs")
+        name = term.get("name")
+        if name not in list_losses():
+            raise ValueError(f"invalid value {name!r} for config key '{key}.name'; valid choices: {', '.join(list_losses())}")
+        weight = term.get("weight", 1.0)
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight >= 0:
+            raise ValueError(f"config key '{key}.weight' must be a number >= 0, got {weight!r}")
+        kwargs = term.get("kwargs") or {}
+        if not isinstance(kwargs, dict):
+            raise ValueError(f"config key '{key}.kwargs' must be a mapping, got {kwargs!r}")
+        params = inspect.signature(get_loss_class(name).__init__).parameters
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            continue  # the loss checks its own keyword arguments when it is built (pml)
+        set_by_task = {"num_classes", "dim"} if name == "id_ce" else set()
+        valid = [p for p in params if p not in ("self", "similarity") and p not in set_by_task]
+        for k in kwargs:
+            if k not in valid:
+                why = " (set by the task)" if k in set_by_task else ""
+                raise ValueError(
+                    f"unknown config key '{key}.kwargs.{k}'{why} for loss {name!r}; valid keys: {', '.join(valid) or '(none)'}"
+                )
+

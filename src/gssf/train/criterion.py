@@ -47,6 +47,21 @@ def build_criterion(cfg: TrainConfig, similarity: Similarity, num_classes: int =
             label_smoothing=lo.label_smoothing,
         ),
     }
+    if lo.terms:
+        # {name, weight, kwargs} per loss; the task supplies what only it knows (id_ce's classes).
+        built: Dict[str, nn.Module] = {}
+        weights: Dict[str, float] = {}
+        for i, term in enumerate(lo.terms):
+            name = str(term["name"])
+            kwargs = dict(term.get("kwargs") or {})
+            if name == "id_ce":
+                kwargs.update(num_classes=num_classes, dim=cfg.model.embed_dim)
+            key = name if name not in built else f"{name}.{i}"
+            built[key] = create_loss(name, similarity=similarity, **kwargs)
+            weights[key] = float(term.get("weight", 1.0))
+        if len(built) == 1 and next(iter(weights.values())) == 1.0:
+            return next(iter(built.values()))
+        return LossSum(built, weights)
     names = lo.name.split("+")
     terms = {n: create_loss(n, similarity=similarity, **per_loss.get(n, {})) for n in names}
     if len(terms) == 1 and not lo.weights:

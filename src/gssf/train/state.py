@@ -7,7 +7,7 @@ from typing import Any, Dict, Mapping, Tuple
 
 from torch import Tensor, nn
 
-from gssf.train.config_schema import TrainConfig
+from gssf.train.config_schema import TrainConfig, loss_names
 
 __all__ = ["describe_model"]
 
@@ -27,7 +27,7 @@ def describe_model(cfg: TrainConfig, input_dims: Mapping[str, int], num_classes:
         "input_dims": dict(input_dims),
         "heads": heads,
         "finetune": m.finetune,
-        "loss": {"name": cfg.loss.name, "num_classes": int(num_classes)},
+        "loss": {"name": "+".join(loss_names(cfg.loss)), "num_classes": int(num_classes)},
     }
 
 

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from gssf.losses import SimilarityLoss
 from gssf.models import EncoderTower, build_head
 from gssf.similarity import Similarity, create_similarity
-from gssf.train.config_schema import TrainConfig
+from gssf.train.config_schema import TrainConfig, loss_names
 from gssf.train.data import SplitData, load_split
 from gssf.train.samplers import RandomBatchSampler
 
@@ -73,7 +73,7 @@ class Task:
         from gssf.losses import get_loss_class, list_losses
 
         d, m, lo = cfg.data, cfg.model, cfg.loss
-        for name in lo.name.split("+"):
+        for name in loss_names(lo):
             loss = get_loss_class(name)
             if loss.kind != cls.loss_kind:
                 raise ValueError(
