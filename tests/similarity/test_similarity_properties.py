@@ -422,3 +422,15 @@ def test_the_protocol_is_checked_when_a_member_class_is_created() -> None:
 
     assert gssf.create_similarity("dot").score_bound == float("inf")
     assert gssf.create_similarity("cosine").score_bound == 1.0
+
+
+@pytest.mark.parametrize("name", gssf.list_similarities())
+def test_score_candidates_equals_the_matrix_entries(name: str) -> None:
+    dim = D // 4 if name == "cross_attention" else D
+    sim = gssf.create_similarity(name, dim=dim).double()
+    perturb(sim, 31, scale=0.3)
+    x, cand = rand(4, dim, seed=32).double(), rand(12, dim, seed=33).double().view(4, 3, dim)
+    want = torch.stack([sim(x[i : i + 1], cand[i])[0] for i in range(4)])
+    torch.testing.assert_close(sim.score_candidates(x, cand), want)
+    with pytest.raises(gssf.errors.BadTensorError, match="candidates"):
+        sim.score_candidates(x, cand[:3])

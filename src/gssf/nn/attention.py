@@ -30,7 +30,8 @@ def batched_scores(similarity: Similarity, q: Tensor, k: Tensor) -> Tensor:
     """Scores ``(B, Lq, Lk)`` of ``q (B, Lq, D)`` against ``k (B, Lk, D)``, per batch element.
 
     Static members fold all rows at once and use one batched matrix multiply;
-    pair-conditioned members are scored batch element by batch element.
+    pair-conditioned members score every query against its own batch element's keys
+    (:meth:`~gssf.Similarity.score_candidates`).
     """
     if q.dim() != 3 or k.dim() != 3 or q.shape[0] != k.shape[0] or q.shape[2] != k.shape[2]:
         raise ValueError(f"expected q (B, Lq, D) and k (B, Lk, D), got {tuple(q.shape)} and {tuple(k.shape)}")
@@ -39,7 +40,8 @@ def batched_scores(similarity: Similarity, q: Tensor, k: Tensor) -> Tensor:
         fq = similarity.fold_query(q.reshape(b * lq, d)).view(b, lq, -1)
         fk = similarity.fold_gallery(k.reshape(-1, d)).view(b, k.shape[1], -1)
         return torch.bmm(fq, fk.transpose(1, 2))
-    return torch.stack([similarity(q[i], k[i]) for i in range(b)])
+    keys = k.unsqueeze(1).expand(b, lq, k.shape[1], d).reshape(b * lq, k.shape[1], d)
+    return similarity.score_candidates(q.reshape(b * lq, d), keys).view(b, lq, k.shape[1])
 
 
 class SimilarityAttention(ClampedTemperatureMixin, nn.Module):

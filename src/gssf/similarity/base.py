@@ -266,6 +266,26 @@ class Similarity(nn.Module):
             scores = self._score_pairs(xp, yp)
         return self._checked(scores, guard)
 
+    def score_candidates(self, x: Tensor, candidates: Tensor) -> Tensor:
+        """Scores ``(R, k)`` of each query ``x[r]`` (``x (R, D)``) against its own candidates
+        ``candidates[r] (k, D)``: ``out[r, j] == self(x[r:r+1], candidates[r, j:j+1])``.
+
+        The shape of a re-ranking shortlist, and of attention where every query has its own
+        keys; pair-conditioned members score it without building an ``R x (R k)`` matrix.
+        """
+        if not isinstance(candidates, Tensor) or candidates.dim() != 3:
+            raise BadTensorError(f"candidates must be a 3-D tensor (rows, k, D), got {getattr(candidates, 'shape', candidates)}")
+        if not isinstance(x, Tensor) or x.dim() != 2 or candidates.shape[0] != x.shape[0] or candidates.shape[1] == 0:
+            raise BadTensorError(
+                f"expected x (R, D) and candidates (R, k >= 1, D), got {getattr(x, 'shape', x)} and {tuple(candidates.shape)}"
+            )
+        r, k, d = candidates.shape
+        flat = candidates.reshape(r * k, d)
+        with _full_precision(x):
+            xp, cp, guard = self._prepare_pair(x, flat, "x", "candidates")
+            scores = self._score_candidates(xp, cp.view(r, k, -1))
+        return self._checked(scores, guard)
+
     def score_chunks(
         self, x: Tensor, y: Tensor, chunk_size: Optional[int] = None
     ) -> Iterator[Tuple[int, Tensor]]:
