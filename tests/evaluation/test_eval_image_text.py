@@ -194,6 +194,9 @@ def test_streaming_rejects_a_similarity_that_returns_nan():
             out[0, 0] = float("nan")
             return out
 
+        def _score_pairs(self, x, y):  # a pair-conditioned member writes both hooks (checked at class creation)
+            return (x * y).sum(dim=1)
+
     images, texts = torch.randn(3, 4), torch.randn(6, 4)
     with pytest.raises(ValueError, match="non-finite"):
         image_text_metrics_from_embeddings(images, texts, [0, 0, 1, 1, 2, 2], Broken(), chunk_size=2, ks=(1,))

@@ -277,7 +277,7 @@ def test_gradcheck_through_similarity_parameters() -> None:
 
 
 CROSS = ["hinge", "infonce"]
-UNI = ["triplet", "id_ce"]
+UNI = ["triplet", "id_ce", "pml"]  # pml: the pytorch-metric-learning adapter (gssf.losses.adapter)
 
 
 def test_registry_lists_losses_by_kind() -> None:

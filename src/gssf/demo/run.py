@@ -797,13 +797,14 @@ def make_figures(
         for sim in ("cosine", "gssf"):
             if sim in by_sim:
                 models[sim] = load_model(out_dir / tname / sim / f"seed{seed}")[:2]
-        if "gssf" in models:
-            model = models["gssf"][0]
+        # The learned matrix of the gssf run, where the pair is scored by it (in the attention
+        # setting the member is the attention kernel and the pair score has no such matrix).
+        sim = models["gssf"][0].similarity if "gssf" in models else None
+        if sim is not None and sim.name == "gssf":
             with torch.no_grad():
-                w = model.similarity.weight_matrix().cpu().numpy()
+                w = sim.weight_matrix().cpu().numpy()
             paths[tname].append(
-                F.weight_heatmap(w, fig_dir / f"{tname}_gssf_learned_matrix.png",
-                                 block_size=model.similarity.blocks.block_size,
+                F.weight_heatmap(w, fig_dir / f"{tname}_gssf_learned_matrix.png", block_size=sim.blocks.block_size,
                                  title=f"learned M = diag(w) + B of gssf ({tname}, seed {seed})")
             )
         if len(models) == 2 and hasattr(models["gssf"][0], "encode_text"):
