@@ -59,7 +59,7 @@ def tune_task(
     metric = task.main_metric
     members: Dict[str, Any] = {}
     for sim in sims:
-        key = getattr(task, "member_key", "similarity.name")
+        key = task.member_key
         base_cfg = load_config(task.preset, overrides=[*task.overrides, f"{key}={sim}", *overrides])
         kwargs = dict(base_cfg.similarity.kwargs) if key == "similarity.name" else {}
         if not is_learnable(sim, base_cfg.model.embed_dim, kwargs):

@@ -203,7 +203,3 @@ class CrossAttentionSimilarity(_SetRows, ClampedTemperatureMixin, Similarity):
         one = [self._tile(regions[i : i + 1], rvalid[i : i + 1], gram[i : i + 1], words[i : i + 1], wvalid[i : i + 1])
                for i in range(x.shape[0])]  # fmt: skip
         return torch.cat(one).flatten()
-
-    def _score_candidates(self, x: Tensor, candidates: Tensor) -> Tensor:
-        r, k, width = candidates.shape
-        return self._score_pairs(x.repeat_interleave(k, dim=0), candidates.reshape(r * k, width)).view(r, k)
