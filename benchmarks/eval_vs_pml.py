@@ -52,7 +52,9 @@ def contenders(x: torch.Tensor, labels: torch.Tensor, chunk: int) -> Dict[str, C
     def ours(knn: str) -> Callable[[], Dict[str, float]]:
         def run() -> Dict[str, float]:
             with torch.no_grad():
-                m = retrieval_metrics_from_embeddings(x, sim, labels, chunk_size=chunk, ks=(1,), knn=knn)
+                m = retrieval_metrics_from_embeddings(
+                    x, None, sim, query_labels=labels, chunk_size=chunk, ks=(1,), knn=knn
+                )
             return {"R@1": m["R@1"] / 100, "MAP@R": m["MAP@R"] / 100, "R-Precision": m["R-Precision"] / 100}
 
         return run

@@ -141,15 +141,17 @@ def _worker(case: str, path: str, chunk: int, variant: str, size: Dict[str, int]
         if case == "image_text" and path == "full":
             metrics = image_text_metrics(sim(images, texts), txt2img)
         elif case == "image_text":
-            metrics = image_text_metrics_from_embeddings(images, texts, txt2img, sim, chunk_size=chunk)
+            metrics = image_text_metrics_from_embeddings(images, texts, sim, txt2img=txt2img, chunk_size=chunk)
         elif case == "reid" and path == "full":
             metrics = reid_metrics(sim(query, gallery), qp, gp, qc, gc)
         elif case == "reid":
-            metrics = reid_metrics_from_embeddings(query, gallery, sim, qp, gp, qc, gc, chunk_size=chunk)
+            metrics = reid_metrics_from_embeddings(
+                query, gallery, sim, query_pids=qp, gallery_pids=gp, query_cams=qc, gallery_cams=gc, chunk_size=chunk
+            )
         elif path == "full":
             metrics = retrieval_metrics(sim(items, items), labels)
         else:
-            metrics = retrieval_metrics_from_embeddings(items, sim, labels, chunk_size=chunk)
+            metrics = retrieval_metrics_from_embeddings(items, None, sim, query_labels=labels, chunk_size=chunk)
     seconds = time.perf_counter() - t0
     peak = _peak_bytes()
     return {

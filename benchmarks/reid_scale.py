@@ -68,7 +68,8 @@ def _worker(similarity: str, num_query: int, num_gallery: int, chunk: int, threa
             p.add_(0.01 * torch.randn(p.shape, generator=g))
     rss_before = _status_kb("VmRSS")
     t0 = time.perf_counter()
-    out = reid_metrics_from_embeddings(query, gallery, sim, qp, gp, qc, gc, chunk_size=chunk, max_rank=50)
+    labels = dict(query_pids=qp, gallery_pids=gp, query_cams=qc, gallery_cams=gc)
+    out = reid_metrics_from_embeddings(query, gallery, sim, **labels, chunk_size=chunk, max_rank=50)
     seconds = time.perf_counter() - t0
     hwm = _status_kb("VmHWM")
     return {

@@ -84,8 +84,10 @@ def main(argv: List[str] | None = None) -> int:
 
     def protocol(similarity) -> Dict[str, float]:
         with torch.no_grad():
-            m = reid_metrics_from_embeddings(q, g, similarity, qd.labels, gd.labels, qd.cams, gd.cams,
-                                             chunk_size=256, max_rank=e.max_rank, ks=(1, 5, 10))  # fmt: skip
+            m = reid_metrics_from_embeddings(
+                q, g, similarity, query_pids=qd.labels, gallery_pids=gd.labels, query_cams=qd.cams,
+                gallery_cams=gd.cams, chunk_size=256, max_rank=e.max_rank, ks=(1, 5, 10),
+            )
         return {"mAP": m["mAP"], "R@1": m["R@1"]}
 
     rows = {}

@@ -79,10 +79,16 @@ def test_reid_evaluator_takes_the_two_stage_similarity() -> None:
     q, g = _data(10, 60, seed=5)
     qp, gp = torch.arange(10) % 5, torch.arange(60) % 5
     qc, gc = torch.zeros(10, dtype=torch.long), torch.ones(60, dtype=torch.long)
-    exhaustive = reid_metrics_from_embeddings(q, g, sim, qp, gp, qc, gc, chunk_size=4)
-    same = reid_metrics_from_embeddings(q, g, TwoStage(sim, shortlist=60), qp, gp, qc, gc, chunk_size=4)
+    exhaustive = reid_metrics_from_embeddings(
+        q, g, sim, query_pids=qp, gallery_pids=gp, query_cams=qc, gallery_cams=gc, chunk_size=4
+    )
+    same = reid_metrics_from_embeddings(
+        q, g, TwoStage(sim, shortlist=60), query_pids=qp, gallery_pids=gp, query_cams=qc, gallery_cams=gc, chunk_size=4
+    )
     assert same["mAP"] == pytest.approx(exhaustive["mAP"], abs=1e-9)
-    short = reid_metrics_from_embeddings(q, g, TwoStage(sim, shortlist=5), qp, gp, qc, gc, chunk_size=4)
+    short = reid_metrics_from_embeddings(
+        q, g, TwoStage(sim, shortlist=5), query_pids=qp, gallery_pids=gp, query_cams=qc, gallery_cams=gc, chunk_size=4
+    )
     assert 0 <= short["mAP"] <= 100
 
 

@@ -15,8 +15,11 @@ from gssf.evaluation import (
     ReIDEvaluator,
     RetrievalEvaluator,
     image_text_metrics,
+    image_text_metrics_from_embeddings,
     reid_metrics,
+    reid_metrics_from_embeddings,
     retrieval_metrics,
+    retrieval_metrics_from_embeddings,
 )
 
 
@@ -101,6 +104,72 @@ def test_update_checks_lengths():
         ev.update(torch.randn(4), torch.arange(4))
 
 
+def test_image_text_evaluator_takes_images_and_captions_separately_with_groups():
+    # 10 images in 4 groups; 14 captions, each relevant to every image of its group; images 8, 9
+    # have no caption of their own (a pair-only evaluator would lose them).
+    g = torch.Generator().manual_seed(4)
+    images, texts = torch.randn(10, 6, generator=g), torch.randn(14, 6, generator=g)
+    image_groups = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3, 0, 2])
+    txt2img = torch.arange(14) % 8
+    text_groups = image_groups[txt2img]
+    sim = gssf.create_similarity("cosine")
+    want = image_text_metrics(sim(images, texts), image_groups=image_groups, text_groups=text_groups, ks=(1, 5))
+    ev = ImageTextEvaluator(ks=(1, 5), chunk_size=3)
+    for rows in torch.arange(10).flip(0).split(4):  # any order: images are ordered by id
+        ev.update_images(images[rows], rows, groups=image_groups[rows])
+    for rows in torch.arange(14).split(5):
+        ev.update_texts(texts[rows], image_ids=txt2img[rows], text_ids=rows, groups=text_groups[rows])
+    assert ev.compute(sim) == want
+    by_image = ImageTextEvaluator(ks=(1, 5))
+    by_image.update_images(images[:8], torch.arange(8))  # without groups every image needs a caption
+    by_image.update_texts(texts, image_ids=txt2img)
+    assert by_image.compute(sim) == image_text_metrics(sim(images[:8], texts), txt2img, ks=(1, 5))
+
+
+def test_image_text_evaluator_rejects_inconsistent_relevance():
+    sim = gssf.create_similarity("cosine")
+    x = torch.randn(4, 3)
+    half = ImageTextEvaluator()
+    half.update_images(x, torch.arange(4), groups=torch.arange(4))
+    half.update_texts(x, image_ids=torch.arange(4))
+    with pytest.raises(ValueError, match="groups for every image and every caption"):
+        half.compute(sim)
+    stray = ImageTextEvaluator()
+    stray.update_images(x, torch.arange(4))
+    stray.update_texts(x, image_ids=torch.tensor([0, 1, 2, 7]))
+    with pytest.raises(ValueError, match=r"never added: \[7\]"):
+        stray.compute(sim)
+    with pytest.raises(ValueError, match="image_ids of the captions, or their groups"):
+        ImageTextEvaluator().update_texts(x)
+    with pytest.raises(ValueError, match="different lengths"):
+        ImageTextEvaluator().update(x, x[:3], torch.arange(4))
+
+
+def test_options_are_checked_once_at_construction():
+    for make in (ImageTextEvaluator, ReIDEvaluator, RetrievalEvaluator):
+        with pytest.raises(ValueError, match="chunk_size must be a positive integer"):
+            make(chunk_size=0)
+        with pytest.raises(ValueError, match="distributed must be None"):
+            make(distributed=True)
+        assert make(chunk_size=7).chunk_size == 7
+        with pytest.raises(AttributeError):
+            make().chunk_size = 3  # read-only: what was checked is what is used
+
+
+def test_streaming_functions_share_one_argument_order():
+    sim = gssf.create_similarity("cosine")
+    x, labels = torch.randn(6, 3), torch.tensor([0, 0, 1, 1, 2, 2])
+    # the old retrieval order (queries, similarity, labels) names the misplaced argument
+    with pytest.raises(TypeError, match=r"similarity must be a gssf.Similarity.*\(queries, gallery, similarity"):
+        retrieval_metrics_from_embeddings(x, sim, labels, query_labels=labels)
+    with pytest.raises(TypeError, match="similarity must be a gssf.Similarity"):
+        image_text_metrics_from_embeddings(x, x, torch.arange(6))
+    with pytest.raises(TypeError, match="positional"):
+        reid_metrics_from_embeddings(x, x, sim, labels, labels, labels, labels)  # labels are keyword-only
+    loo = retrieval_metrics_from_embeddings(x, None, sim, query_labels=labels, ks=(1,))
+    assert loo == retrieval_metrics(sim(x, x), labels, ks=(1,))
+
+
 def _ddp_worker(rank: int, world: int, init: str, out_dir: str) -> None:
     dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
     try:
@@ -118,7 +187,11 @@ def _ddp_worker(rank: int, world: int, init: str, out_dir: str) -> None:
         rt = RetrievalEvaluator()
         rt.update(emb[shard], labels[shard], ids=shard)
         res_rt = rt.compute(sim, broadcast=True)
-        Path(out_dir, f"rank{rank}.json").write_text(json.dumps({"it": res_it, "rt": res_rt}))
+        local = RetrievalEvaluator(distributed=False)  # no collective: each rank scores its own rows
+        local.update(emb[shard], labels[shard], ids=shard)
+        res_local = local.compute(sim) if rank == 1 else None  # rank 0 skips it: a collective would hang
+        out = {"it": res_it, "rt": res_rt, "local": res_local, "shard": shard.tolist()}
+        Path(out_dir, f"rank{rank}.json").write_text(json.dumps(out))
     finally:
         dist.destroy_process_group()
 
@@ -135,3 +208,5 @@ def test_ddp_gathers_all_ranks_and_computes_on_rank_zero(tmp_path):
     emb, labels, _, _ = _reid(seed=6)
     want = retrieval_metrics(sim(emb, emb), labels)
     assert r0["rt"] == want and r1["rt"] == want
+    mine = torch.tensor(r1["shard"])
+    assert r1["local"] == retrieval_metrics(sim(emb[mine], emb[mine]), labels[mine])

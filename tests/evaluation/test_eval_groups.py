@@ -61,8 +61,8 @@ def test_txt2img_is_the_special_case_of_groups():
     assert image_text_metrics(s, **groups, ks=(1, 2), folds=3) == image_text_metrics(s, t2i, ks=(1, 2), folds=3)
     images, texts = torch.randn(9, 5), torch.randn(t2i.size, 5)
     sim = gssf.create_similarity("cosine")
-    assert image_text_metrics_from_embeddings(images, texts, None, sim, 4, ks=(1, 2), **groups) == (
-        image_text_metrics_from_embeddings(images, texts, t2i, sim, 4, ks=(1, 2))
+    assert image_text_metrics_from_embeddings(images, texts, sim, chunk_size=4, ks=(1, 2), **groups) == (
+        image_text_metrics_from_embeddings(images, texts, sim, txt2img=t2i, chunk_size=4, ks=(1, 2))
     )
 
 
@@ -73,7 +73,7 @@ def test_streaming_equals_full(name, sim):
     full = image_text_metrics(sim(images, texts), image_groups=ig, text_groups=tg, ks=(1, 2), per_query=True)
     for chunk in (1, 3, len(ig) - 1, len(ig), 64):
         got = image_text_metrics_from_embeddings(
-            images, texts, None, sim, chunk, ks=(1, 2), image_groups=ig, text_groups=tg, per_query=True
+            images, texts, sim, chunk_size=chunk, ks=(1, 2), image_groups=ig, text_groups=tg, per_query=True
         )
         assert got == full
 
@@ -87,7 +87,7 @@ def test_pair_batches_do_not_change_the_result(monkeypatch):
     monkeypatch.setattr(it, "_PAIR_SLOTS", 5)
     assert image_text_metrics(sim(images, texts), image_groups=ig, text_groups=tg, ks=(1,), per_query=True) == want
     streamed = image_text_metrics_from_embeddings(
-        images, texts, None, sim, 2, ks=(1,), image_groups=ig, text_groups=tg, per_query=True
+        images, texts, sim, chunk_size=2, ks=(1,), image_groups=ig, text_groups=tg, per_query=True
     )
     assert streamed == want
 
@@ -126,5 +126,11 @@ def test_bad_relevance_raises(kwargs, message):
     images, texts = torch.randn(2, 4), torch.randn(3, 4)
     with pytest.raises(ValueError, match=message):
         image_text_metrics_from_embeddings(
-            images, texts, kwargs.pop("txt2img", None), gssf.create_similarity("cosine"), 2, ks=(1,), **kwargs
+            images,
+            texts,
+            gssf.create_similarity("cosine"),
+            txt2img=kwargs.pop("txt2img", None),
+            chunk_size=2,
+            ks=(1,),
+            **kwargs,
         )

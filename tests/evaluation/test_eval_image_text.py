@@ -97,7 +97,7 @@ def test_streaming_equals_full(name, sim):
     images, texts = _embeddings(23, t2i, 12, 3)
     full = image_text_metrics(sim(images, texts), t2i)
     for chunk in (1, 5, 7, 22, 23, 40):
-        assert image_text_metrics_from_embeddings(images, texts, t2i, sim, chunk_size=chunk) == full
+        assert image_text_metrics_from_embeddings(images, texts, sim, txt2img=t2i, chunk_size=chunk) == full
 
 
 def test_streaming_folds_equal_full_folds():
@@ -105,7 +105,7 @@ def test_streaming_folds_equal_full_folds():
     images, texts = _embeddings(20, t2i, 8, 5)
     sim = gssf.create_similarity("cosine")
     full = image_text_metrics(sim(images, texts), t2i, ks=(1, 2), folds=4)
-    assert image_text_metrics_from_embeddings(images, texts, t2i, sim, chunk_size=3, ks=(1, 2), folds=4) == full
+    assert image_text_metrics_from_embeddings(images, texts, sim, txt2img=t2i, chunk_size=3, ks=(1, 2), folds=4) == full
 
 
 def test_fold_summary_is_the_mean_of_the_folds():
@@ -199,4 +199,4 @@ def test_streaming_rejects_a_similarity_that_returns_nan():
 
     images, texts = torch.randn(3, 4), torch.randn(6, 4)
     with pytest.raises(ValueError, match="non-finite"):
-        image_text_metrics_from_embeddings(images, texts, [0, 0, 1, 1, 2, 2], Broken(), chunk_size=2, ks=(1,))
+        image_text_metrics_from_embeddings(images, texts, Broken(), txt2img=[0, 0, 1, 1, 2, 2], chunk_size=2, ks=(1,))

@@ -85,7 +85,10 @@ def test_image_text_per_query_streamed_equals_full_for_every_chunk():
     sim = gssf.create_similarity("cosine")
     full = image_text_metrics(sim(images, texts), t2i, per_query=True)
     for chunk in (1, 4, 16, 17, 30):
-        assert image_text_metrics_from_embeddings(images, texts, t2i, sim, chunk, per_query=True) == full
+        assert (
+            image_text_metrics_from_embeddings(images, texts, sim, txt2img=t2i, chunk_size=chunk, per_query=True)
+            == full
+        )
 
 
 def test_coco_5_fold_per_query_is_one_value_per_query_in_its_own_fold():
@@ -107,7 +110,9 @@ def test_coco_5_fold_per_query_is_one_value_per_query_in_its_own_fold():
         assert [r for r, g in zip(pq["i2t_rank"], pq["i2t_fold"]) if g == f] == single["i2t_rank"]
         assert [pq["t2i_rank"][j] for j in cols] == single["t2i_rank"]
         assert np.mean([pq["t2i_R@5"][j] for j in cols]) == pytest.approx(fold["t2i_R@5"])
-    streamed = image_text_metrics_from_embeddings(images, texts, t2i, sim, 3, folds=5, per_query=True)
+    streamed = image_text_metrics_from_embeddings(
+        images, texts, sim, txt2img=t2i, chunk_size=3, folds=5, per_query=True
+    )
     assert streamed == out
 
 
@@ -163,8 +168,19 @@ def test_reid_per_query_streamed_equals_full_with_rerank():
     cams = (np.zeros(50, int), np.ones(50, int))
     full = reid_metrics(sim(q[:20], g), pids[:20], pids, *(c[:20] if i == 0 else c for i, c in enumerate(cams)),
                         max_rank=10, per_query=True)
-    got = reid_metrics_from_embeddings(q[:20], g, sim, pids[:20], pids, cams[0][:20], cams[1], chunk_size=7,
-                                       max_rank=10, per_query=True, rerank={})
+    got = reid_metrics_from_embeddings(
+        q[:20],
+        g,
+        sim,
+        query_pids=pids[:20],
+        gallery_pids=pids,
+        query_cams=cams[0][:20],
+        gallery_cams=cams[1],
+        chunk_size=7,
+        max_rank=10,
+        per_query=True,
+        rerank={},
+    )
     assert {k: v for k, v in got.items() if not k.startswith("rerank_")} == full
     _assert_means_match({k[len("rerank_"):]: v for k, v in got.items() if k.startswith("rerank_")})
 
@@ -189,7 +205,10 @@ def test_retrieval_per_query_streamed_equals_full_and_evaluator():
     sim = gssf.create_similarity("cosine")
     full = retrieval_metrics(sim(x, x), labels, per_query=True)
     for chunk in (1, 6, 41, 50):
-        assert retrieval_metrics_from_embeddings(x, sim, labels, chunk_size=chunk, per_query=True) == full
+        assert (
+            retrieval_metrics_from_embeddings(x, None, sim, query_labels=labels, chunk_size=chunk, per_query=True)
+            == full
+        )
     ev = RetrievalEvaluator(chunk_size=5)
     ev.update(x, labels)
     assert ev.compute(sim, per_query=True) == full

@@ -136,9 +136,22 @@ def test_large_streamed_blocks_are_ranked_in_full_path_sized_views(monkeypatch: 
     q = torch.randn(12, 8, generator=g)
 
     def all_metrics():
-        return (image_text_metrics_from_embeddings(img, txt, txt2img, sim, chunk_size=30, per_query=True),
-                retrieval_metrics_from_embeddings(items, sim, labels, chunk_size=50, per_query=True),
-                reid_metrics_from_embeddings(q, gal, sim, qp, gp, qc, gc, max_rank=10, chunk_size=12, per_query=True))
+        return (
+            image_text_metrics_from_embeddings(img, txt, sim, txt2img=txt2img, chunk_size=30, per_query=True),
+            retrieval_metrics_from_embeddings(items, None, sim, query_labels=labels, chunk_size=50, per_query=True),
+            reid_metrics_from_embeddings(
+                q,
+                gal,
+                sim,
+                query_pids=qp,
+                gallery_pids=gp,
+                query_cams=qc,
+                gallery_cams=gc,
+                max_rank=10,
+                chunk_size=12,
+                per_query=True,
+            ),
+        )
 
     whole = all_metrics()
     seen = []

@@ -122,7 +122,8 @@ def test_streaming_equals_full(name, sim):
     q, g = _features(qp, 10, 4), _features(gp, 10, 5)
     full = reid_metrics(sim(q, g), qp, gp, qc, gc, max_rank=15, ap="trapezoid")
     for chunk in (1, 4, 16, 17, 100):
-        got = reid_metrics_from_embeddings(q, g, sim, qp, gp, qc, gc, chunk_size=chunk, max_rank=15, ap="trapezoid")
+        labels = dict(query_pids=qp, gallery_pids=gp, query_cams=qc, gallery_cams=gc)
+        got = reid_metrics_from_embeddings(q, g, sim, **labels, chunk_size=chunk, max_rank=15, ap="trapezoid")
         assert got == full
 
 

@@ -67,8 +67,10 @@ def test_reid_reports_reranked_metrics_separately():
     nq = 20
     sim = gssf.create_similarity("cosine")
     args = (pids[:nq], pids[nq:], cams[:nq], cams[nq:] + 2)
-    out = reid_metrics_from_embeddings(x[:nq], x[nq:], sim, *args, chunk_size=7, max_rank=10,
-                                       rerank={"k1": 8, "k2": 3})
+    labels = dict(zip(("query_pids", "gallery_pids", "query_cams", "gallery_cams"), args))
+    out = reid_metrics_from_embeddings(
+        x[:nq], x[nq:], sim, **labels, chunk_size=7, max_rank=10, rerank={"k1": 8, "k2": 3}
+    )
     plain = reid_metrics(sim(x[:nq], x[nq:]), *args, max_rank=10)
     again = reid_metrics(k_reciprocal_rerank(x[:nq], x[nq:], sim, k1=8, k2=3), *args, max_rank=10)
     assert {k: out[k] for k in plain} == plain

@@ -123,8 +123,10 @@ def test_streaming_equals_full(name, sim):
     loo = retrieval_metrics(sim(x, x), labels)
     qg = retrieval_metrics(sim(x[:20], x[20:]), labels[:20], labels[20:])
     for chunk in (1, 7, 19, 52, 53, 64):
-        assert retrieval_metrics_from_embeddings(x, sim, labels, chunk_size=chunk) == loo
-        got = retrieval_metrics_from_embeddings(x[:20], sim, labels[:20], x[20:], labels[20:], chunk_size=chunk)
+        assert retrieval_metrics_from_embeddings(x, None, sim, query_labels=labels, chunk_size=chunk) == loo
+        got = retrieval_metrics_from_embeddings(
+            x[:20], x[20:], sim, query_labels=labels[:20], gallery_labels=labels[20:], chunk_size=chunk
+        )
         assert got == qg
 
 
@@ -162,7 +164,7 @@ def test_bad_input_raises(case, message):
 def test_streaming_needs_gallery_and_labels_together():
     x, labels = _data(10, 2, 4, 0)
     with pytest.raises(ValueError, match="both gallery and gallery_labels"):
-        retrieval_metrics_from_embeddings(x, gssf.create_similarity("cosine"), labels, gallery=x)
+        retrieval_metrics_from_embeddings(x, x, gssf.create_similarity("cosine"), query_labels=labels)
 
 
 # ----------------------------------------------------------------- faiss k-NN path (knn=)
@@ -190,14 +192,21 @@ def test_knn_faiss_equals_the_score_block_path(monkeypatch, name):
             p.add_(0.3 * torch.randn_like(p))
     calls = _spy_faiss(monkeypatch)
     for chunk in (1, 13, 97, 200):
-        ref = retrieval_metrics_from_embeddings(x, sim, labels, chunk_size=chunk, per_query=True, knn="torch")
-        got = retrieval_metrics_from_embeddings(x, sim, labels, chunk_size=chunk, per_query=True, knn="faiss")
+        ref = retrieval_metrics_from_embeddings(
+            x, None, sim, query_labels=labels, chunk_size=chunk, per_query=True, knn="torch"
+        )
+        got = retrieval_metrics_from_embeddings(
+            x, None, sim, query_labels=labels, chunk_size=chunk, per_query=True, knn="faiss"
+        )
         assert got["per_query"] == ref["per_query"]
         assert {k: v for k, v in got.items() if k != "per_query"} == pytest.approx(
             {k: v for k, v in ref.items() if k != "per_query"}, abs=1e-9)
-        ref = retrieval_metrics_from_embeddings(x[:30], sim, labels[:30], x[30:], labels[30:], chunk_size=chunk,
-                                                knn="torch")
-        auto = retrieval_metrics_from_embeddings(x[:30], sim, labels[:30], x[30:], labels[30:], chunk_size=chunk)
+        ref = retrieval_metrics_from_embeddings(
+            x[:30], x[30:], sim, query_labels=labels[:30], gallery_labels=labels[30:], chunk_size=chunk, knn="torch"
+        )
+        auto = retrieval_metrics_from_embeddings(
+            x[:30], x[30:], sim, query_labels=labels[:30], gallery_labels=labels[30:], chunk_size=chunk
+        )
         assert auto == pytest.approx(ref, abs=1e-9)
     assert calls, "the faiss path was never taken"
 
@@ -216,9 +225,13 @@ def test_knn_faiss_sends_tied_rows_to_full_score_rows(monkeypatch):
     fallback = []
     original = module._block_metrics
     monkeypatch.setattr(module, "_block_metrics", lambda block, rows, *a: fallback.append(rows.numel()) or original(block, rows, *a))
-    got = retrieval_metrics_from_embeddings(x, sim, labels, chunk_size=8, per_query=True, knn="faiss")
+    got = retrieval_metrics_from_embeddings(
+        x, None, sim, query_labels=labels, chunk_size=8, per_query=True, knn="faiss"
+    )
     assert calls and sum(fallback) > 0
-    ref = retrieval_metrics_from_embeddings(x, sim, labels, chunk_size=8, per_query=True, knn="torch")
+    ref = retrieval_metrics_from_embeddings(
+        x, None, sim, query_labels=labels, chunk_size=8, per_query=True, knn="torch"
+    )
     assert got == ref
     assert got["per_query"]["query_index"] == sorted(got["per_query"]["query_index"])
 
@@ -227,14 +240,16 @@ def test_knn_option_is_checked():
     x, labels = _data(20, 3, 4, 0, dtype=torch.float32)
     cos = gssf.create_similarity("cosine")
     with pytest.raises(ValueError, match="knn must be"):
-        retrieval_metrics_from_embeddings(x, cos, labels, knn="annoy")
+        retrieval_metrics_from_embeddings(x, None, cos, query_labels=labels, knn="annoy")
     with pytest.raises(ValueError, match="static, normalising"):
-        retrieval_metrics_from_embeddings(x, gssf.create_similarity("dot"), labels, knn="faiss")
+        retrieval_metrics_from_embeddings(x, None, gssf.create_similarity("dot"), query_labels=labels, knn="faiss")
     with pytest.raises(ValueError, match="float32 CPU"):
-        retrieval_metrics_from_embeddings(x.double(), cos, labels, knn="faiss")
+        retrieval_metrics_from_embeddings(x.double(), None, cos, query_labels=labels, knn="faiss")
     with pytest.raises(ValueError, match="static, normalising"):
-        retrieval_metrics_from_embeddings(x, gssf.create_similarity("gssf_dynamic", dim=4), labels, knn="faiss")
+        retrieval_metrics_from_embeddings(
+            x, None, gssf.create_similarity("gssf_dynamic", dim=4), query_labels=labels, knn="faiss"
+        )
     bad = x.clone()
     bad[3, 1] = float("nan")  # checked before any search
     with pytest.raises(ValueError, match="row 3|rows 3"):
-        retrieval_metrics_from_embeddings(bad, cos, labels)
+        retrieval_metrics_from_embeddings(bad, None, cos, query_labels=labels)

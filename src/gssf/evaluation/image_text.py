@@ -28,6 +28,7 @@ from gssf.evaluation.ranking import (
     Block,
     Groups,
     as_chunk_size,
+    check_similarity,
     as_int_labels,
     as_ks,
     as_score_matrix,
@@ -347,12 +348,12 @@ def _gather(scores: Any, rows: Tensor, cols: Tensor) -> Tensor:
 def image_text_metrics_from_embeddings(
     images: Tensor,
     texts: Tensor,
-    txt2img: Any,
     similarity: Any,
+    *,
+    txt2img: Any = None,
     chunk_size: int = 1024,
     ks: Sequence[int] = DEFAULT_KS,
     folds: Optional[int] = None,
-    *,
     image_groups: Any = None,
     text_groups: Any = None,
     per_query: bool = False,
@@ -362,9 +363,9 @@ def image_text_metrics_from_embeddings(
     Args:
         images: ``(N_images, D)`` embeddings (the rows: image -> text queries).
         texts: ``(N_texts, D)`` embeddings.
+        similarity: a :class:`gssf.Similarity` (``score_chunks`` and ``pair`` are used).
         txt2img: ``(N_texts,)`` image index of every text, or ``None`` with
             ``image_groups`` and ``text_groups`` (see :func:`image_text_metrics`).
-        similarity: a :class:`gssf.Similarity` (``score_chunks`` and ``pair`` are used).
         chunk_size: image rows scored at a time; peak memory ~ ``chunk_size x N_texts`` scores.
 
     The best relevant score of every text is computed first with ``similarity.pair`` on
@@ -375,6 +376,7 @@ def image_text_metrics_from_embeddings(
     only when another image lies within that rounding of the best relevant one (a near-tie).
     """
     chunk = as_chunk_size(chunk_size)
+    check_similarity(similarity)
     if images.dim() != 2 or texts.dim() != 2:
         raise ValueError(f"images and texts must be 2-D (rows, D), got {tuple(images.shape)} and {tuple(texts.shape)}")
 

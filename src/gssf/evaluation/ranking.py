@@ -127,9 +127,24 @@ def as_ks(ks: Iterable[int], limit: int, what: str) -> Tuple[int, ...]:
 
 
 def as_chunk_size(chunk_size: Any) -> int:
+    """``chunk_size`` as a positive ``int`` (the one check every streaming entry point uses)."""
     if not isinstance(chunk_size, (int, np.integer)) or isinstance(chunk_size, bool) or chunk_size <= 0:
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
     return int(chunk_size)
+
+
+def check_similarity(similarity: Any) -> Any:
+    """``similarity`` if it scores chunks; a clear error for a misplaced argument otherwise.
+
+    The streaming functions share one order, ``(queries, gallery, similarity, *, labels...)``:
+    a tensor or label array in the third place is an old-order call.
+    """
+    if not callable(getattr(similarity, "score_chunks", None)):
+        raise TypeError(
+            f"similarity must be a gssf.Similarity (with score_chunks), got {type(similarity).__name__}; "
+            "the streaming metrics take (queries, gallery, similarity, *, labels and options as keywords)"
+        )
+    return similarity
 
 
 # --------------------------------------------------------------------------- block sources

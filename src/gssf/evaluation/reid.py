@@ -23,6 +23,7 @@ from torch import Tensor
 from gssf.evaluation.ranking import (
     Block,
     as_chunk_size,
+    check_similarity,
     as_int_labels,
     as_ks,
     as_score_matrix,
@@ -202,13 +203,13 @@ def reid_metrics_from_embeddings(
     query: Tensor,
     gallery: Tensor,
     similarity: Any,
+    *,
     query_pids: Any,
     gallery_pids: Any,
     query_cams: Any,
     gallery_cams: Any,
     chunk_size: int = 1024,
     max_rank: int = 50,
-    *,
     ks: Sequence[int] = DEFAULT_KS,
     ap: str = "standard",
     rerank: Optional[Dict[str, Any]] = None,
@@ -222,6 +223,7 @@ def reid_metrics_from_embeddings(
     (with ``per_query``, the re-ranked per-query values are ``rerank_per_query``).
     """
     chunk = as_chunk_size(chunk_size)
+    check_similarity(similarity)
     nq, ng = int(query.shape[0]), int(gallery.shape[0])
     out = reid_metrics_from_blocks(
         similarity.score_chunks(query, gallery, chunk),

@@ -25,6 +25,7 @@ from gssf.evaluation.ranking import (
     Block,
     Groups,
     as_chunk_size,
+    check_similarity,
     as_ks,
     as_score_matrix,
     checked_blocks,
@@ -292,20 +293,21 @@ def retrieval_metrics(
 @torch.no_grad()
 def retrieval_metrics_from_embeddings(
     queries: Tensor,
+    gallery: Optional[Tensor],
     similarity: Any,
-    query_labels: Any,
-    gallery: Optional[Tensor] = None,
-    gallery_labels: Optional[Any] = None,
-    ks: Sequence[int] = DEFAULT_KS,
-    chunk_size: int = 1024,
     *,
+    query_labels: Any,
+    gallery_labels: Optional[Any] = None,
+    chunk_size: int = 1024,
+    ks: Sequence[int] = DEFAULT_KS,
     per_query: bool = False,
     knn: str = "auto",
 ) -> Dict[str, Any]:
     """Retrieval metrics streamed over query chunks (at most ``chunk_size x N_gallery`` scores at a time).
 
-    ``queries (N, D)``; ``gallery (M, D)`` with ``gallery_labels``, or neither for
-    leave-one-out over ``queries`` (self excluded by global index).
+    ``queries (N, D)``; ``gallery (M, D)`` with ``gallery_labels``, or ``gallery=None`` and no
+    ``gallery_labels`` for leave-one-out over ``queries`` (self excluded by global index):
+    ``retrieval_metrics_from_embeddings(emb, None, similarity, query_labels=labels)``.
 
     ``knn`` chooses how each query's best candidates are found. ``"torch"``: score blocks
     and ``topk``. ``"faiss"``: a static, normalising member's folded features go to an exact
@@ -315,6 +317,7 @@ def retrieval_metrics_from_embeddings(
     applies. Both give the same metrics up to the rounding of float32 inner products.
     """
     chunk = as_chunk_size(chunk_size)
+    check_similarity(similarity)
     if (gallery is None) != (gallery_labels is None):
         raise ValueError("give both gallery and gallery_labels, or neither (leave-one-out)")
     target = queries if gallery is None else gallery

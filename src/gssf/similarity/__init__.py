@@ -31,7 +31,7 @@ from gssf.similarity.cross_attention import CrossAttentionSimilarity, SetMeanCos
 from gssf.similarity.dense import BilinearSimilarity, MahalanobisSimilarity
 from gssf.similarity.dynamic import DynamicGSSFSimilarity, MLPGatedGSSFSimilarity
 from gssf.similarity.structured import BlockDiagonalSimilarity, DiagonalSimilarity, GSSFSimilarity
-from gssf.similarity.terms import BLOCK_PARAMETERIZATIONS, BlockTerm, DiagonalTerm
+from gssf.similarity.terms import BLOCK_PARAMETERIZATIONS, BlockSpec, BlockTerm, DiagonalTerm
 
 __all__ = [
     "SIMILARITIES",
@@ -54,6 +54,7 @@ __all__ = [
     "CrossAttentionSimilarity",
     "SetMeanCosineSimilarity",
     "DiagonalTerm",
+    "BlockSpec",
     "BlockTerm",
     "BLOCK_PARAMETERIZATIONS",
 ]

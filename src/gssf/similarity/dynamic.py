@@ -31,8 +31,8 @@ import torch
 from torch import Tensor, nn
 
 from gssf.similarity.base import Similarity, register_similarity
-from gssf.similarity.structured import GSSFSimilarity, _BlockMixin
-from gssf.similarity.terms import DiagonalTerm
+from gssf.similarity.structured import GSSFSimilarity
+from gssf.similarity.terms import BlockSpec, DiagonalTerm
 
 __all__ = ["DynamicGSSFSimilarity", "MLPGatedGSSFSimilarity"]
 
@@ -45,7 +45,7 @@ def _gate_free_part(sim: Similarity) -> GSSFSimilarity:
 
 
 @register_similarity("gssf_dynamic_mlp")
-class MLPGatedGSSFSimilarity(_BlockMixin, Similarity):
+class MLPGatedGSSFSimilarity(Similarity):
     """The first release's dynamic GSSF: an MLP on ``h = x * y`` gives a gate per channel and
     per block in ``(0, 2)`` (start: 1, i.e. cosine)::
 
@@ -86,7 +86,8 @@ class MLPGatedGSSFSimilarity(_BlockMixin, Similarity):
         if not isinstance(pair_budget, int) or pair_budget < self.dim:
             raise ValueError(f"pair_budget must be an integer >= dim={self.dim}, got {pair_budget!r}")
         self.diagonal = DiagonalTerm(self.dim, w_max=w_max)
-        self.blocks = self._make_block(self.dim, num_blocks, block_size, parameterization, rank, bound, permutation, scale)
+        spec = BlockSpec(num_blocks, block_size, parameterization, rank, bound, permutation, scale)
+        self.blocks = spec.build(self.dim)
         self.hidden = hidden
         self.pair_budget = pair_budget
         self.gate = nn.Sequential(
@@ -145,7 +146,7 @@ class MLPGatedGSSFSimilarity(_BlockMixin, Similarity):
 
 
 @register_similarity("gssf_dynamic")
-class DynamicGSSFSimilarity(_BlockMixin, Similarity):
+class DynamicGSSFSimilarity(Similarity):
     """GSSF whose channel weights and block strengths move with the pair (see module docstring).
 
     Args (besides those of ``gssf``):
@@ -184,7 +185,8 @@ class DynamicGSSFSimilarity(_BlockMixin, Similarity):
         if not isinstance(pair_budget, int) or pair_budget < width:
             raise ValueError(f"pair_budget must be an integer >= 2 * hidden + 1 = {width}, got {pair_budget!r}")
         self.diagonal = DiagonalTerm(self.dim, w_max=w_max)
-        self.blocks = self._make_block(self.dim, num_blocks, block_size, parameterization, rank, bound, permutation, scale)
+        spec = BlockSpec(num_blocks, block_size, parameterization, rank, bound, permutation, scale)
+        self.blocks = spec.build(self.dim)
         self.hidden = hidden
         self.gate_bound = float(gate_bound)
         self.pair_budget = pair_budget

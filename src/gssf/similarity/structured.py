@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from gssf.similarity.base import BilinearFormMixin, Similarity, register_similarity
-from gssf.similarity.terms import BlockTerm, DiagonalTerm
+from gssf.similarity.terms import BlockSpec, BlockTerm, DiagonalTerm
 
 __all__ = ["DiagonalSimilarity", "BlockDiagonalSimilarity", "GSSFSimilarity"]
 
@@ -39,34 +39,8 @@ class DiagonalSimilarity(BilinearFormMixin, Similarity):
         return self.diagonal.apply(x)
 
 
-class _BlockMixin:
-    """Constructor arguments shared by members with a block term."""
-
-    @staticmethod
-    def _make_block(
-        dim: int,
-        num_blocks: Optional[int],
-        block_size: Optional[int],
-        parameterization: str,
-        rank: int,
-        bound: float,
-        permutation: Optional[Union[Sequence[int], Tensor]],
-        scale: str = "spectral",
-    ) -> BlockTerm:
-        return BlockTerm(
-            dim,
-            num_blocks=num_blocks,
-            block_size=block_size,
-            parameterization=parameterization,
-            rank=rank,
-            bound=bound,
-            permutation=permutation,
-            scale=scale,
-        )
-
-
 @register_similarity("block_diagonal")
-class BlockDiagonalSimilarity(BilinearFormMixin, _BlockMixin, Similarity):
+class BlockDiagonalSimilarity(BilinearFormMixin, Similarity):
     """``M = I + B`` with ``B`` block-diagonal: dependency inside channel groups (init ``B = 0``).
 
     The identity keeps the member equal to cosine at initialisation; it is GSSF with its
@@ -90,7 +64,8 @@ class BlockDiagonalSimilarity(BilinearFormMixin, _BlockMixin, Similarity):
     ) -> None:
         super().__init__(dim=dim, eps=eps)
         assert self.dim is not None
-        self.blocks = self._make_block(self.dim, num_blocks, block_size, parameterization, rank, bound, permutation, scale)
+        spec = BlockSpec(num_blocks, block_size, parameterization, rank, bound, permutation, scale)
+        self.blocks = spec.build(self.dim)
 
     @property
     def score_bound(self) -> float:
@@ -105,7 +80,7 @@ class BlockDiagonalSimilarity(BilinearFormMixin, _BlockMixin, Similarity):
 
 
 @register_similarity("gssf")
-class GSSFSimilarity(BilinearFormMixin, _BlockMixin, Similarity):
+class GSSFSimilarity(BilinearFormMixin, Similarity):
     """GSSF: ``M = diag(w) + B``, a per-channel relevancy term plus a block-diagonal dependency term.
 
     Starts equal to cosine (``w = 1``, ``B = 0``); ``|s| <= w_max + bound`` for any pair.
@@ -120,6 +95,9 @@ class GSSFSimilarity(BilinearFormMixin, _BlockMixin, Similarity):
         permutation: a fixed channel order defining the groups (contiguous if ``None``).
         scale: how the block term is kept inside its bound: ``"spectral"`` (default),
             ``"frobenius"`` or ``"entrywise"`` (see :mod:`gssf.similarity.terms`).
+
+    The block arguments make one :class:`~gssf.similarity.terms.BlockSpec` (checked there;
+    ``self.blocks.spec``), as in ``block_diagonal`` and the dynamic members.
     """
 
     requires_dim = True
@@ -140,7 +118,8 @@ class GSSFSimilarity(BilinearFormMixin, _BlockMixin, Similarity):
         super().__init__(dim=dim, eps=eps)
         assert self.dim is not None
         self.diagonal = DiagonalTerm(self.dim, w_max=w_max)
-        self.blocks = self._make_block(self.dim, num_blocks, block_size, parameterization, rank, bound, permutation, scale)
+        spec = BlockSpec(num_blocks, block_size, parameterization, rank, bound, permutation, scale)
+        self.blocks = spec.build(self.dim)
 
     @classmethod
     def from_terms(cls, diagonal: DiagonalTerm, blocks: BlockTerm, eps: float = 1e-8) -> "GSSFSimilarity":

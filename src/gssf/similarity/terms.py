@@ -26,12 +26,13 @@ is bounded by ``bound``.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Optional, Sequence, Union
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["DiagonalTerm", "BlockTerm", "NormBall", "BLOCK_PARAMETERIZATIONS", "SCALES", "resolve_block_size"]
+__all__ = ["DiagonalTerm", "BlockSpec", "BlockTerm", "NormBall", "BLOCK_PARAMETERIZATIONS", "SCALES", "resolve_block_size"]
 
 BLOCK_PARAMETERIZATIONS = ("full", "lowrank", "scalar")
 #: Scale mechanisms of the matrix terms (see the module docstring).
@@ -165,69 +166,123 @@ class DiagonalTerm(nn.Module):
         return f"dim={self.dim}, w_max={self.w_max}"
 
 
+def _is_positive_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+@dataclass(frozen=True)
+class BlockSpec:
+    """What a :class:`BlockTerm` is built from: its grouping, parameterization and bound.
+
+    The fields are checked once, here; what depends on the dimension (a block count or
+    size that divides it, a rank up to the block size, a permutation of its length) is
+    checked by :meth:`build`. ``permutation`` is stored as a tuple of ints, so specs
+    compare and hash by value.
+
+    Args:
+        num_blocks / block_size: the grouping (see :func:`resolve_block_size`); neither:
+            the largest divisor of ``D`` up to 16.
+        parameterization: ``"full"`` (b x b per block), ``"lowrank"`` (rank ``rank``) or
+            ``"scalar"`` (one weight times the all-ones block).
+        rank: rank of each ``lowrank`` block (ignored by the others).
+        bound: spectral-norm bound of the term (the scale mechanism).
+        permutation: a fixed channel order; block ``k`` holds channels
+            ``permutation[k*b:(k+1)*b]``. Contiguous groups when ``None``.
+        scale: how the bound is kept: ``"spectral"`` (default), ``"frobenius"`` or
+            ``"entrywise"`` (see the module docstring).
+        init_std: initial std of the ``U`` factor of ``lowrank`` blocks (``V`` starts at 0,
+            so the term starts at 0 with a non-zero gradient).
+
+    Example:
+        >>> term = BlockSpec(num_blocks=4, parameterization="lowrank").build(16)
+        >>> term.block_size, term.rank
+        (4, 2)
+    """
+
+    num_blocks: Optional[int] = None
+    block_size: Optional[int] = None
+    parameterization: str = "full"
+    rank: int = 2
+    bound: float = 1.0
+    permutation: Optional[Union[Sequence[int], Tensor]] = None
+    scale: str = "spectral"
+    init_std: float = 0.1
+
+    def __post_init__(self) -> None:
+        _check_scale(self.scale)
+        if self.parameterization not in BLOCK_PARAMETERIZATIONS:
+            raise ValueError(
+                f"unknown block parameterization {self.parameterization!r}; choose one of {BLOCK_PARAMETERIZATIONS}"
+            )
+        if not self.bound > 0:
+            raise ValueError(f"bound must be positive, got {self.bound}")
+        for name in ("num_blocks", "block_size"):
+            value = getattr(self, name)
+            if value is not None and not _is_positive_int(value):
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.parameterization == "lowrank":
+            limit = "block_size" if self.block_size is None else f"block_size={self.block_size}"
+            if not _is_positive_int(self.rank) or (self.block_size is not None and self.rank > self.block_size):
+                raise ValueError(f"rank must be an integer in [1, {limit}], got {self.rank!r}")
+        if not self.init_std >= 0:
+            raise ValueError(f"init_std must be non-negative, got {self.init_std!r}")
+        # frozen: normalised values are set through object.__setattr__
+        object.__setattr__(self, "bound", float(self.bound))
+        object.__setattr__(self, "init_std", float(self.init_std))
+        if self.permutation is not None:
+            perm = torch.as_tensor(self.permutation, dtype=torch.long).flatten()
+            n = perm.numel()
+            if not torch.equal(torch.sort(perm).values, torch.arange(n)):
+                raise ValueError(f"permutation must be a permutation of range({n})")
+            object.__setattr__(self, "permutation", tuple(perm.tolist()))
+
+    def build(self, dim: int) -> "BlockTerm":
+        """The :class:`BlockTerm` of this spec on ``dim`` channels (zero at initialisation)."""
+        return BlockTerm(dim, self)
+
+
 class BlockTerm(nn.Module):
     """A block-diagonal matrix on (optionally permuted) channel groups, zero at initialisation.
 
     Args:
         dim: number of channels ``D``.
-        num_blocks / block_size: the grouping (see :func:`resolve_block_size`).
-        parameterization: ``"full"`` (b x b per block), ``"lowrank"`` (rank ``rank``) or
-            ``"scalar"`` (one weight times the all-ones block).
-        rank: rank of each ``lowrank`` block.
-        bound: spectral-norm bound of the term (the scale mechanism).
-        permutation: a fixed channel order; block ``k`` holds channels
-            ``permutation[k*b:(k+1)*b]``. Contiguous groups when ``None``.
-        init_std: initial std of the ``U`` factor of ``lowrank`` blocks (``V`` starts at 0,
-            so the term starts at 0 with a non-zero gradient).
-        scale: how the bound is kept: ``"spectral"`` (default), ``"frobenius"`` or
-            ``"entrywise"`` (see the module docstring).
+        spec: the grouping, parameterization and bound (see :class:`BlockSpec`); the
+            default spec when ``None``. Kept as ``self.spec``.
     """
 
-    def __init__(
-        self,
-        dim: int,
-        num_blocks: Optional[int] = None,
-        block_size: Optional[int] = None,
-        parameterization: str = "full",
-        rank: int = 2,
-        bound: float = 1.0,
-        permutation: Optional[Union[Sequence[int], Tensor]] = None,
-        init_std: float = 0.1,
-        scale: str = "spectral",
-    ) -> None:
+    def __init__(self, dim: int, spec: Optional[BlockSpec] = None) -> None:
         super().__init__()
-        self.scale = _check_scale(scale)
-        if parameterization not in BLOCK_PARAMETERIZATIONS:
-            raise ValueError(
-                f"unknown block parameterization {parameterization!r}; choose one of {BLOCK_PARAMETERIZATIONS}"
+        if spec is None:
+            spec = BlockSpec()
+        elif not isinstance(spec, BlockSpec):
+            raise TypeError(
+                f"spec must be a BlockSpec, got {type(spec).__name__}; build the term with BlockSpec(...).build(dim)"
             )
-        if not bound > 0:
-            raise ValueError(f"bound must be positive, got {bound}")
-        b = resolve_block_size(dim, num_blocks, block_size)
+        b = resolve_block_size(dim, spec.num_blocks, spec.block_size)
+        if spec.parameterization == "lowrank" and spec.rank > b:
+            raise ValueError(f"rank must be an integer in [1, block_size={b}], got {spec.rank!r}")
+        if spec.permutation is not None and len(spec.permutation) != dim:
+            raise ValueError(f"permutation must be a permutation of range({dim})")
+        self.spec = spec
         self.dim, self.block_size, self.num_blocks = dim, b, dim // b
-        self.parameterization = parameterization
-        self.bound = float(bound)
+        self.parameterization, self.scale, self.bound = spec.parameterization, spec.scale, spec.bound
         k = self.num_blocks
-        if parameterization == "full":
+        if self.parameterization == "full":
             self.raw = nn.Parameter(torch.zeros(k, b, b))
-        elif parameterization == "lowrank":
-            if not isinstance(rank, int) or not 1 <= rank <= b:
-                raise ValueError(f"rank must be an integer in [1, block_size={b}], got {rank!r}")
-            self.rank = rank
-            self.u = nn.Parameter(torch.randn(k, b, rank) * init_std)
-            self.v = nn.Parameter(torch.zeros(k, b, rank))
+        elif self.parameterization == "lowrank":
+            self.rank = spec.rank
+            self.u = nn.Parameter(torch.randn(k, b, self.rank) * spec.init_std)
+            self.v = nn.Parameter(torch.zeros(k, b, self.rank))
         else:
             self.raw = nn.Parameter(torch.zeros(k))
         # A scalar block a 1 1^T has norm |a| b: projected in closed form (no NormBall).
-        if scale != "entrywise" and parameterization != "scalar":
-            self.norm_ball = NormBall(k, b, b, self.bound, norm=scale)
-        if permutation is None:
+        if self.scale != "entrywise" and self.parameterization != "scalar":
+            self.norm_ball = NormBall(k, b, b, self.bound, norm=self.scale)
+        if spec.permutation is None:
             self.register_buffer("permutation", None)
             self.register_buffer("inverse_permutation", None)
         else:
-            perm = torch.as_tensor(permutation, dtype=torch.long).flatten()
-            if perm.numel() != dim or not torch.equal(torch.sort(perm).values, torch.arange(dim)):
-                raise ValueError(f"permutation must be a permutation of range({dim})")
+            perm = torch.tensor(spec.permutation, dtype=torch.long)
             self.register_buffer("permutation", perm)
             self.register_buffer("inverse_permutation", torch.argsort(perm))
 

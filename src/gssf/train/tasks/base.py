@@ -2,7 +2,7 @@
 the encoder adapter for end-to-end fine-tuning (:class:`EncoderModule`)."""
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -213,14 +213,26 @@ class Task:
     def _autocast(self) -> Any:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.train.precision == "bf16")
 
-    def _embed(self, encode: Callable[[Any], Tensor], data: SplitData, modality: str, n: int) -> Tensor:
+    def _embedded(
+        self, encode: Callable[[Any], Tensor], data: SplitData, modality: str, n: int
+    ) -> Iterator[Tuple[Tensor, Tensor]]:
+        """``(rows, embeddings)`` of the first ``n`` items of ``data``, ``eval.batch_size`` at a time."""
         bs = self.cfg.eval.batch_size
-        out = []
         for start in range(0, n, bs):
             idx = torch.arange(start, min(n, start + bs))
             with self._autocast():
-                out.append(encode(self._inputs(data, modality, idx)).float())
-        return torch.cat(out)
+                yield idx, encode(self._inputs(data, modality, idx)).float()
+
+    def _embed(self, encode: Callable[[Any], Tensor], data: SplitData, modality: str, n: int) -> Tensor:
+        """The embeddings of the first ``n`` items of ``data``, as one ``(n, D)`` tensor."""
+        return torch.cat([emb for _, emb in self._embedded(encode, data, modality, n)])
+
+    @staticmethod
+    def _compute(evaluator: Any, model: nn.Module, per_query: bool) -> Dict[str, Any]:
+        """The metrics of an evaluator built with ``distributed=False`` (it always computes)."""
+        result = evaluator.compute(model.similarity, per_query=per_query)
+        assert result is not None
+        return result
 
     # ---- per task
     def data_splits(self, split: str) -> List[str]:

@@ -6,6 +6,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
+from gssf.evaluation import ImageTextEvaluator
 from gssf.models import DualEncoder
 from gssf.train.config_schema import TrainConfig
 from gssf.train.distributed import all_gather_nograd, all_gather_with_grad
@@ -137,23 +138,18 @@ class ImageTextTask(Task):
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, split: str, per_query: bool = False) -> Dict[str, Any]:
-        from gssf.evaluation import image_text_metrics_from_embeddings
-
         data = self.split(split)
         if data.txt2img is None:
             raise ValueError(f"split {split!r} has no txt2img: not an image-text split")
-        images = self._embed(model.encode_image, data, "image", data.num_images)
-        texts = self._embed(model.encode_text, data, "text", int(data.txt2img.shape[0]))
         e = self.cfg.eval
-        if data.image_groups is not None and data.text_groups is not None:
-            relevance: Dict[str, Any] = dict(txt2img=None, image_groups=data.image_groups, text_groups=data.text_groups)
-        else:
-            relevance = dict(txt2img=data.txt2img.to(images.device))
-        return image_text_metrics_from_embeddings(
-            images, texts, similarity=model.similarity, **relevance,
-            chunk_size=e.chunk_size, ks=tuple(e.ks or (1, 5, 10)), folds=e.folds, per_query=per_query,
-        )
-
+        ev = ImageTextEvaluator(ks=tuple(e.ks or (1, 5, 10)), folds=e.folds, chunk_size=e.chunk_size, distributed=False)
+        by_group = data.image_groups is not None and data.text_groups is not None
+        for rows, emb in self._embedded(model.encode_image, data, "image", data.num_images):
+            ev.update_images(emb, rows, groups=data.image_groups[rows] if by_group else None)
+        for rows, emb in self._embedded(model.encode_text, data, "text", int(data.txt2img.shape[0])):
+            groups = data.text_groups[rows] if by_group else None
+            ev.update_texts(emb, image_ids=data.txt2img[rows], text_ids=rows, groups=groups)
+        return self._compute(ev, model, per_query)
 
     def query_clusters(self, split: str) -> Optional[Dict[str, List[int]]]:
         """One cluster per group (an image and its captions without groups): what was sampled.

@@ -6,6 +6,7 @@ from typing import Any, Dict, List
 import torch
 from torch import Tensor, nn
 
+from gssf.evaluation import ReIDEvaluator, RetrievalEvaluator
 from gssf.models import SingleEncoder
 from gssf.train.config_schema import TrainConfig
 from gssf.train.data import reid_pair
@@ -78,15 +79,12 @@ class RetrievalTask(UniModalTask):
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, split: str, per_query: bool = False) -> Dict[str, Any]:
-        from gssf.evaluation import retrieval_metrics_from_embeddings
-
         e = self.cfg.eval
         data = self.split(split)
-        emb = self._embed(model.encode, data, "image", data.num_images)
-        return retrieval_metrics_from_embeddings(
-            emb, model.similarity, data.labels, ks=tuple(e.ks or (1, 2, 4, 8)), chunk_size=e.chunk_size,
-            per_query=per_query,
-        )
+        ev = RetrievalEvaluator(ks=tuple(e.ks or (1, 2, 4, 8)), chunk_size=e.chunk_size, distributed=False)
+        for rows, emb in self._embedded(model.encode, data, "image", data.num_images):
+            ev.update(emb, data.labels[rows])
+        return self._compute(ev, model, per_query)
 
 
 class ReidTask(UniModalTask):
@@ -111,16 +109,16 @@ class ReidTask(UniModalTask):
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, split: str, per_query: bool = False) -> Dict[str, Any]:
-        from gssf.evaluation import reid_metrics_from_embeddings
-
         e = self.cfg.eval
         q_name, g_name = reid_pair(split)
         q, g = self.split(q_name), self.split(g_name)
-        qe = self._embed(model.encode, q, "image", q.num_images)
-        ge = self._embed(model.encode, g, "image", g.num_images)
         rerank = dict(k1=e.rerank_k1, k2=e.rerank_k2, lambda_value=e.rerank_lambda) if e.rerank else None
-        return reid_metrics_from_embeddings(
-            qe, ge, model.similarity, q.labels, g.labels, q.cams, g.cams,
-            chunk_size=e.chunk_size, max_rank=min(e.max_rank, g.num_images), ks=tuple(e.ks or (1, 5, 10)),
-            rerank=rerank, per_query=per_query,
+        ev = ReIDEvaluator(
+            max_rank=min(e.max_rank, g.num_images), ks=tuple(e.ks or (1, 5, 10)), chunk_size=e.chunk_size,
+            rerank=rerank, distributed=False,
         )
+        for data, is_query in ((q, True), (g, False)):
+            for rows, emb in self._embedded(model.encode, data, "image", data.num_images):
+                ev.update(emb, data.labels[rows], data.cams[rows], is_query)
+        return self._compute(ev, model, per_query)
+
