@@ -26,6 +26,7 @@ from typing import Dict, List
 import torch
 
 from gssf.train import load_config
+from gssf.train.config_schema import loss_names
 from gssf.train.trainer import Trainer
 from gssf.utils.io import atomic_write_json
 
@@ -60,7 +61,7 @@ def bench(preset: str, members: List[str], steps: int, rounds: int, root: Path) 
     cos = statistics.median(times["cosine"])
     return {m: {"seconds_per_step": statistics.median(v), "ratio_to_cosine": statistics.median(v) / cos,
                 "params": ts[m].model.similarity.num_parameters, "batch_size": ts[m].cfg.train.batch_size,
-                "loss": ts[m].cfg.loss.name}
+                "loss": "+".join(loss_names(ts[m].cfg.loss))}
             for m, v in times.items()}  # fmt: skip
 
 

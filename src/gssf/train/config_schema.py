@@ -33,6 +33,11 @@ __all__ = [
     "PRESET_DIR_ENV",
     "register_validator",
     "loss_names",
+    "loss_terms",
+    "legacy_loss_kwargs",
+    "legacy_loss_terms",
+    "LEGACY_LOSS_ARGS",
+    "LEGACY_LOSS_KEYS",
 ]
 
 #: Task types: cross-modal retrieval, person re-identification, fine-grained retrieval.
@@ -150,7 +155,11 @@ class SimilarityConfig:
 
 @dataclass
 class LossConfig:
-    """The training loss; ``name`` may join several with '+', e.g. triplet+id_ce."""
+    """The training loss: ``terms``, a list of {name, weight, kwargs}; or the older name/weights/per-loss keys.
+
+    The older form (``name`` joining several with '+', e.g. triplet+id_ce) is read as the terms it
+    stands for (:func:`legacy_loss_terms`).
+    """
 
     name: str = _f("hinge", "loss (or losses joined by '+'): hinge, infonce, triplet, id_ce", _loss_names)
     weights: Dict[str, float] = _f({}, "weight per loss name when several are joined (default 1)")
@@ -175,6 +184,56 @@ class LossConfig:
 def loss_names(lo: "LossConfig") -> List[str]:
     """The names of the losses of a config: of ``loss.terms`` when set, else ``loss.name`` split at '+'."""
     return [str(t.get("name")) for t in lo.terms] if lo.terms else lo.name.split("+")
+
+
+#: The older form's per-loss keys: which constructor argument of which loss each one gives
+#: (``loss.soft_margin`` makes triplet's margin None, see :func:`legacy_loss_kwargs`).
+LEGACY_LOSS_ARGS: Dict[str, Dict[str, str]] = {
+    "hinge": {"margin": "margin", "max_violation": "max_violation", "reduction": "reduction",
+              "hardest_after_epochs": "hardest_after_epochs"},
+    "infonce": {"temperature": "temperature", "learn_temperature": "learn_temperature",
+                "min_temperature": "min_temperature", "max_temperature": "max_temperature"},
+    "triplet": {"margin": "margin", "soft_margin": "margin"},
+    "id_ce": {"id_temperature": "temperature", "label_smoothing": "label_smoothing"},
+}  # fmt: skip
+#: The keys of the older form besides ``name`` and ``weights``: legacy key -> the losses that read it.
+LEGACY_LOSS_KEYS: Dict[str, Tuple[str, ...]] = {
+    key: tuple(loss for loss, args in LEGACY_LOSS_ARGS.items() if key in args)
+    for key in dict.fromkeys(k for args in LEGACY_LOSS_ARGS.values() for k in args)
+}
+
+
+def legacy_loss_kwargs(name: str, lo: "LossConfig") -> Dict[str, Any]:
+    """The constructor arguments the per-loss keys of ``lo`` give loss ``name`` (``{}`` for a loss they don't name)."""
+    kwargs = {arg: getattr(lo, key) for key, arg in LEGACY_LOSS_ARGS.get(name, {}).items() if key != "soft_margin"}
+    if name == "triplet" and lo.soft_margin:
+        kwargs["margin"] = None  # the soft-margin (softplus) version
+    return kwargs
+
+
+def legacy_loss_terms(lo: "LossConfig") -> List[Dict[str, Any]]:
+    """The ``loss.terms`` that the older form of ``lo`` (``name``, ``weights``, per-loss keys) stands for.
+
+    One term per name of ``loss.name`` (a name given twice is one loss, as it always was), weighted by
+    ``loss.weights`` (default 1), with every argument that the per-loss keys give it, e.g.
+    ``name: triplet+id_ce, margin: 0.3, weights: {id_ce: 0.5}`` ->
+    ``[{name: triplet, weight: 1.0, kwargs: {margin: 0.3}},
+    {name: id_ce, weight: 0.5, kwargs: {temperature: 0.0625, label_smoothing: 0.0}}]``.
+    """
+    return [
+        {"name": name, "weight": float(lo.weights.get(name, 1.0)), "kwargs": legacy_loss_kwargs(name, lo)}
+        for name in dict.fromkeys(lo.name.split("+"))
+    ]
+
+
+def loss_terms(lo: "LossConfig") -> List[Dict[str, Any]]:
+    """The losses of a config as {name, weight, kwargs}: ``loss.terms`` when set, else :func:`legacy_loss_terms`."""
+    if not lo.terms:
+        return legacy_loss_terms(lo)
+    return [
+        {"name": str(t["name"]), "weight": float(t.get("weight", 1.0)), "kwargs": dict(t.get("kwargs") or {})}
+        for t in lo.terms
+    ]
 
 
 @dataclass

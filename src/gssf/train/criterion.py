@@ -7,7 +7,7 @@ from torch import Tensor, nn
 
 from gssf.losses import create_loss
 from gssf.similarity import Similarity
-from gssf.train.config_schema import TrainConfig
+from gssf.train.config_schema import TrainConfig, loss_terms
 
 __all__ = ["LossSum", "build_criterion"]
 
@@ -30,40 +30,27 @@ class LossSum(nn.Module):
 
 
 def build_criterion(cfg: TrainConfig, similarity: Similarity, num_classes: int = 0) -> nn.Module:
-    """The loss (or weighted sum of losses) named by ``cfg.loss``, scoring with ``similarity``."""
+    """The loss (or weighted sum of losses) of ``cfg.loss``, scoring with ``similarity``.
+
+    Built from the config's terms (:func:`~gssf.train.config_schema.loss_terms`: ``loss.terms``, or
+    the terms that ``loss.name``/``weights``/per-loss keys stand for); the task supplies what only it
+    knows (``id_ce``'s number of classes and the embedding size). One term of weight 1 is the loss
+    itself, otherwise a :class:`LossSum` keyed by loss name (a repeated name gets ``<name>_<i>``).
+    """
     lo = cfg.loss
-    per_loss: Dict[str, Dict[str, Any]] = {
-        "hinge": dict(margin=lo.margin, max_violation=lo.max_violation, reduction=lo.reduction,
-                      hardest_after_epochs=lo.hardest_after_epochs),
-        "infonce": dict(
-            temperature=lo.temperature,
-            learn_temperature=lo.learn_temperature,
-            min_temperature=lo.min_temperature,
-            max_temperature=lo.max_temperature,
-        ),
-        "triplet": dict(margin=None if lo.soft_margin else lo.margin),
-        "id_ce": dict(
-            num_classes=num_classes, dim=cfg.model.embed_dim, temperature=lo.id_temperature,
-            label_smoothing=lo.label_smoothing,
-        ),
-    }
-    if lo.terms:
-        # {name, weight, kwargs} per loss; the task supplies what only it knows (id_ce's classes).
-        built: Dict[str, nn.Module] = {}
-        weights: Dict[str, float] = {}
-        for i, term in enumerate(lo.terms):
-            name = str(term["name"])
-            kwargs = dict(term.get("kwargs") or {})
-            if name == "id_ce":
-                kwargs.update(num_classes=num_classes, dim=cfg.model.embed_dim)
-            key = name if name not in built else f"{name}.{i}"
-            built[key] = create_loss(name, similarity=similarity, **kwargs)
-            weights[key] = float(term.get("weight", 1.0))
-        if len(built) == 1 and next(iter(weights.values())) == 1.0:
-            return next(iter(built.values()))
-        return LossSum(built, weights)
-    names = lo.name.split("+")
-    terms = {n: create_loss(n, similarity=similarity, **per_loss.get(n, {})) for n in names}
-    if len(terms) == 1 and not lo.weights:
-        return terms[names[0]]
-    return LossSum(terms, lo.weights)
+    built: Dict[str, nn.Module] = {}
+    weights: Dict[str, float] = {}
+    for i, term in enumerate(loss_terms(lo)):
+        name = term["name"]
+        kwargs = dict(term["kwargs"])
+        if name == "id_ce":
+            kwargs.update(num_classes=num_classes, dim=cfg.model.embed_dim)
+        key = name if name not in built else f"{name}_{i}"
+        built[key] = create_loss(name, similarity=similarity, **kwargs)
+        weights[key] = term["weight"]
+    # The older form wraps even one loss in a LossSum once loss.weights is given: its checkpoints
+    # hold that loss's tensors under terms.<name>.
+    legacy_sum = not lo.terms and bool(lo.weights)
+    if len(built) == 1 and next(iter(weights.values())) == 1.0 and not legacy_sum:
+        return next(iter(built.values()))
+    return LossSum(built, weights)
