@@ -20,7 +20,7 @@ import re
 import warnings
 import zlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Protocol, Tuple, Union
 from urllib.parse import unquote_to_bytes
 
 import numpy as np
@@ -30,9 +30,14 @@ from gssf.errors import BadImageError, GssfError, UnsafeInputError
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
 
-    from gssf.data.base import ImageRecord
 
-ImageLike = Union["PILImage", str, "os.PathLike[str]", np.ndarray, "ImageRecord"]
+class LoadableImage(Protocol):
+    """Anything that opens itself as an RGB PIL image, e.g. :class:`gssf.data.base.ImageRecord`."""
+
+    def load(self) -> "PILImage": ...
+
+
+ImageLike = Union["PILImage", str, "os.PathLike[str]", np.ndarray, LoadableImage]
 
 #: Colour that transparent pixels are composited onto. Stamps and emoji are drawn on
 #: transparency; black (what a plain ``convert("RGB")`` gives) would hide dark outlines.
@@ -520,13 +525,11 @@ def load_rgb(src: ImageLike, background: Tuple[int, int, int] = BACKGROUND) -> "
     SVG files are rendered. A file that cannot be decoded raises ``BadImageError`` (a
     ``ValueError``) naming it; a missing one ``FileNotFoundError``.
     """
-    from gssf.data.base import ImageRecord
-
     Image = _pil()
     if isinstance(src, Image.Image):
         return to_rgb(src, background)
-    if isinstance(src, ImageRecord):
-        return src.load()
+    if not isinstance(src, (str, os.PathLike, np.ndarray)) and callable(getattr(src, "load", None)):
+        return src.load()  # an ImageRecord (or any LoadableImage)
     if isinstance(src, np.ndarray):
         arr = np.asarray(src)
         if arr.dtype != np.uint8:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
+from gssf.demo.tasks import DEMO_TASKS
 from gssf.errors import SummaryError
 from gssf.stats import merge_summaries, read_summary, render_results_markdown, write_summary
 from gssf.utils.io import PathLike, atomic_write_text
@@ -73,7 +74,6 @@ def generated_section(summary: Mapping[str, Any]) -> str:
 def _cost_per_pair(similarity: str, task: str) -> Optional[float]:
     """Multiply-adds per scored pair relative to cosine at the task's embedding width (None if unknown)."""
     import gssf
-    from gssf.demo.run import DEMO_TASKS
     from gssf.train.config import load_config
 
     if task not in DEMO_TASKS:
@@ -98,7 +98,6 @@ def pays_table(summary: Mapping[str, Any]) -> str:
     a reading aid, not a selection), its parameters and cost per pair, and what the
     intervals say.
     """
-    from gssf.demo.run import DEMO_TASKS
 
     tasks: Dict[Tuple[str, str], List[Mapping[str, Any]]] = {}
     for r in summary["rows"]:
