@@ -183,7 +183,7 @@ class LossConfig:
 
 def loss_names(lo: "LossConfig") -> List[str]:
     """The names of the losses of a config: of ``loss.terms`` when set, else ``loss.name`` split at '+'."""
-    return [str(t.get("name")) for t in lo.terms] if lo.terms else lo.name.split("+")
+    return [t["name"] for t in loss_terms(lo)]
 
 
 #: The older form's per-loss keys: which constructor argument of which loss each one gives
@@ -231,7 +231,7 @@ def loss_terms(lo: "LossConfig") -> List[Dict[str, Any]]:
     if not lo.terms:
         return legacy_loss_terms(lo)
     return [
-        {"name": str(t["name"]), "weight": float(t.get("weight", 1.0)), "kwargs": dict(t.get("kwargs") or {})}
+        {"name": str(t.get("name")), "weight": t.get("weight", 1.0), "kwargs": t.get("kwargs") or {}}
         for t in lo.terms
     ]
 
